@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     naverpay_enabled: bool = True
     naverpay_api_url: str = "http://127.0.0.1:18081"
     naverpay_client_id: str = "sandbox-client"
-    naverpay_client_secret: SecretStr = SecretStr("$2a$04$sandboxsandboxsandboxsa")
+    naverpay_client_secret: SecretStr = SecretStr("$2a$04$sandboxsandboxsandboxu")
     naverpay_account_id: str = "default"
     naverpay_rate_per_second: float = 2.0
 
