@@ -24,6 +24,9 @@ class Settings(BaseSettings):
         description="host:port[,host:port]; unset = start the embedded broker on loopback",
     )
     app_id: str = "channelsync"
+    topic_prefix: str = Field(
+        default="", description="prepended to every topic name (shared clusters, test isolation)"
+    )
     topic_partitions: int = Field(default=4, ge=1)
     topic_replicas: int = Field(default=1, ge=1)
     produce_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -1,0 +1,97 @@
+"""The command agent: ``oms.commands`` → store (+ ledger intents) → ``sync.results``.
+
+Per command: decode → duplicate check (processed_events) → state machine → effect and/or
+ledger ops → commit (effect + ops + processed marker in one transaction) → result. Commands that
+reach a marketplace get their final result from the dispatcher once the marketplace answered;
+parked work (R12 hold, R29 claim) is reported at once. A rule refusal is committed as a
+``refused`` outcome naming the rule, so a redelivery answers the same without re-checking.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agents.runtime import MessageMeta, Runtime
+from store import oms, repo
+from store.command_plans import PLANS, Plan
+from store.errors import NotFoundError, RuleViolation
+from store.ledger import OpState
+from topics import names
+from topics.base import Model
+from topics.commands import COMMAND_MODELS
+from topics.envelope import Envelope
+from topics.registry import decode
+from topics.results import Outcome
+
+log = logging.getLogger(__name__)
+
+
+def _store_only(fn: Callable[[AsyncSession, Envelope, Any], Awaitable[oms.Applied]]) -> Callable[..., Awaitable[Plan]]:
+    async def plan(session: AsyncSession, env: Envelope, cmd: Any) -> Plan:
+        return await fn(session, env, cmd), []
+
+    return plan
+
+
+HANDLERS: dict[str, Callable[[AsyncSession, Envelope, Any], Awaitable[Plan]]] = {
+    "order.import": _store_only(oms.apply_order_import),
+    "line.status": _store_only(oms.apply_line_status),
+    "line.split": _store_only(oms.apply_line_split),
+    "invoice.deleted": _store_only(oms.apply_invoice_deleted),
+    "refund.request": _store_only(oms.apply_refund),
+    **PLANS,
+}
+
+
+class CommandHandler:
+    """Callable handler for :func:`agents.loop.run_safely` on ``oms.commands``."""
+
+    def __init__(self, runtime: Runtime, on_ops: Callable[[], None] | None = None) -> None:
+        self.rt = runtime
+        self.on_ops = on_ops
+
+    async def __call__(self, raw: bytes | None, meta: MessageMeta) -> None:
+        env, cmd = decode(raw, COMMAND_MODELS)
+        await self.handle(env, cmd)
+
+    async def handle(self, env: Envelope, cmd: Model) -> None:
+        fn = HANDLERS.get(env.type)
+        if fn is None:
+            raise LookupError(f"no handler for command type {env.type}")
+        event_id = str(env.event_id)
+        rule: str | None = None
+        detail: dict[str, Any] = {}
+        deferred = False
+        async with self.rt.sessions() as session:
+            done = await repo.already_processed(session, event_id)
+            if done is not None:
+                outcome, message = Outcome.DUPLICATE, f"already {done.outcome}"
+                await session.rollback()
+            else:
+                try:
+                    applied, ops = await fn(session, env, cmd)
+                    repo.mark_processed(session, event_id, names.OMS_COMMANDS, env.type, "succeeded")
+                    await session.commit()
+                    message, detail = applied.message, applied.detail
+                    parked = [op for op in ops if op.state == OpState.PARKED]
+                    if parked:
+                        outcome = Outcome.PARKED
+                        rule = (parked[0].last_error or {}).get("rule")
+                    else:
+                        outcome = Outcome.SUCCEEDED
+                    deferred = bool(ops) and not parked
+                    if ops and self.on_ops is not None:
+                        self.on_ops()
+                except (RuleViolation, NotFoundError) as exc:
+                    await session.rollback()
+                    repo.mark_processed(session, event_id, names.OMS_COMMANDS, env.type, "refused")
+                    await session.commit()
+                    outcome, message = Outcome.REFUSED, str(exc)
+                    rule = exc.rule if isinstance(exc, RuleViolation) else None
+        self.rt.observe_command(env.type, outcome)
+        if not deferred:  # otherwise the dispatcher reports once the marketplace answered
+            await self.rt.emit_result(env, outcome, message, rule=rule, detail=detail)

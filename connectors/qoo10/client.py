@@ -1,0 +1,427 @@
+"""Qoo10 QAPI client: the MarketplaceConnector for channel ``qoo10``.
+
+Every call goes through :meth:`BaseHttpClient.call` (per-method token bucket, retries with jittered
+backoff, ``Retry-After`` honoured, transport errors retryable) and :mod:`connectors.qoo10.wire`
+(request form, answer envelope, result codes via the one table in :mod:`connectors.qoo10.codes`).
+The seller authorization key is obtained on first use and renewed once when an answer says it is
+invalid or expired (:mod:`connectors.qoo10.auth`).
+
+Outbound operations act per Qoo10 order number (one order line; ``PackNo`` groups a cart) and
+answer one :class:`ItemResult` per unit: a refusal (rule, result code) is a failed item, not an
+exception. Whole-call failures raise: :class:`AuthenticationError` (credentials refused after one
+renewal). After a :class:`RetryableError` has exhausted its retries the remaining units are not
+attempted and come back ``retryable`` ("NOT_ATTEMPTED").
+
+Credentials (API key, password, every seller key issued) are redacted from every message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from channelsync.settings import Settings
+from connectors.base import (
+    DEFAULT_RETRY_POLICY,
+    BaseHttpClient,
+    CallObserver,
+    RateLimiter,
+    RetryPolicy,
+)
+from connectors.contract import ClaimState, DispatchItem, ItemResult, UnsupportedOperationError
+from connectors.errors import (
+    AuthenticationError,
+    ConnectorError,
+    PermanentError,
+    RetryableError,
+    ValidationError,
+)
+from connectors.qoo10 import codes
+from connectors.qoo10.auth import SellerKeyManager
+from connectors.qoo10.cancels import CancelOperations
+from connectors.qoo10.dates import MAX_SEARCH_WINDOW, format_date, format_search_datetime, search_windows
+from connectors.qoo10.errors import KeyRejectedError
+from connectors.qoo10.mapping import (
+    Row,
+    claim_changes,
+    claim_state,
+    order_facts,
+    ordered_quantity,
+    shipping_changes,
+)
+from connectors.qoo10.rules import check_dispatch_allowed, check_whole_quantity
+from connectors.qoo10.wire import method_path, read_answer, request_form, request_headers
+from connectors.redact import redact
+from store.carriers import UnknownCarrierCodeError, channel_code
+from store.domain import Channel
+from store.errors import RuleViolation
+from topics.changes import ChannelChange
+
+log = logging.getLogger(__name__)
+
+#: GetShippingInfo_v3 queries per window: (ShippingStatus, SearchCondition). Blank status covers
+#: states 1-3 only (§5.1), so paid orders already dispatched/delivered are read separately.
+SHIPPING_QUERIES: tuple[tuple[str, str], ...] = (
+    ("", codes.SEARCH_BY_PAYMENT_DATE),
+    (codes.ShippingStatus.SHIPPING.value, codes.SEARCH_BY_PAYMENT_DATE),
+    (codes.ShippingStatus.DELIVERED.value, codes.SEARCH_BY_PAYMENT_DATE),
+    (codes.ShippingStatus.SHIPPING.value, codes.SEARCH_BY_SHIP_DATE),
+    (codes.ShippingStatus.DELIVERED.value, codes.SEARCH_BY_DELIVERED_DATE),
+)
+#: GetClaimInfo_V3 queries per window (all claim states): by request date and by completion date.
+CLAIM_QUERIES: tuple[str, ...] = (
+    codes.CLAIM_SEARCH_BY_REQUEST_DATE,
+    codes.CLAIM_SEARCH_BY_COMPLETION_DATE,
+)
+MAX_TRACKING_LENGTH = 50
+
+
+def _plain(value: str | SecretStr) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def rows_of(result: Any) -> list[Row]:
+    """``ResultObject`` as a list of rows (it may be null, one object or an array)."""
+    if result is None:
+        return []
+    if isinstance(result, Mapping):
+        return [result]
+    if isinstance(result, list):
+        return [r for r in result if isinstance(r, Mapping)]
+    return []
+
+
+class Qoo10Client(CancelOperations, BaseHttpClient):
+    """Qoo10 QAPI connector (see the module docstring for the error contract)."""
+
+    connector_name = "qoo10"
+    channel = Channel.QOO10
+    max_dispatch_batch = 100
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | SecretStr,
+        user_id: str,
+        password: str | SecretStr,
+        *,
+        account: str = "default",
+        timeout: float = 10.0,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        rate_per_second: float | None = 5.0,
+        endpoint_rates: dict[str, float] | None = None,
+        max_window: timedelta = MAX_SEARCH_WINDOW,
+        check_claims_before_dispatch: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        observer: CallObserver | None = None,
+    ) -> None:
+        self._api_key = _plain(api_key)
+        self._password = _plain(password)
+        super().__init__(
+            base_url,
+            timeout=timeout,
+            retry=retry,
+            limiter=RateLimiter(rate_per_second, endpoint_rates),
+            secrets=(self._api_key, self._password),
+            transport=transport,
+            observer=observer,
+        )
+        self._user_id = user_id
+        self.account = account
+        self.max_window = max_window
+        self.check_claims_before_dispatch = check_claims_before_dispatch
+        self.keys = SellerKeyManager(self._create_key)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Qoo10Client:
+        """A client configured from ``QOO10_*`` / ``HTTP_*`` / ``RETRY_*`` settings."""
+        options: dict[str, Any] = {
+            "account": settings.qoo10_account_id,
+            "timeout": settings.http_timeout_seconds,
+            "retry": RetryPolicy(
+                max_attempts=settings.retry_max_attempts,
+                backoff_base=settings.retry_backoff_base_seconds,
+                backoff_max=settings.retry_backoff_max_seconds,
+            ),
+            "rate_per_second": settings.qoo10_rate_per_second,
+        }
+        options.update(overrides)
+        return cls(
+            settings.qoo10_api_url,
+            settings.qoo10_api_key,
+            settings.qoo10_user_id,
+            settings.qoo10_password,
+            **options,
+        )
+
+    def redact(self, text: str) -> str:
+        return redact(text, [self._api_key, self._password, *self.keys.issued])
+
+    def __repr__(self) -> str:
+        return f"Qoo10Client(base_url={self.base_url!r}, account={self.account!r})"
+
+    # --- transport ---------------------------------------------------------------------------
+
+    async def _create_key(self) -> str:
+        """CreateCertificationKey → the seller authorization key. Raises AuthenticationError."""
+        method = codes.CREATE_CERTIFICATION_KEY
+        params = {"user_id": self._user_id, "pwd": self._password}
+
+        async def send() -> Any:
+            response = await self.http.post(
+                method_path(method),
+                data=request_form(params),
+                headers=request_headers(self._api_key, method),
+            )
+            return read_answer(method, response, self.redact)
+
+        try:
+            key = await self.call(method, send)
+        except KeyRejectedError as exc:
+            raise AuthenticationError(
+                f"{method}: API key refused ({exc.final.message})", code=exc.code
+            ) from None
+        except PermanentError as exc:
+            raise AuthenticationError(
+                f"{method}: seller login refused ({exc.message})", code=exc.code
+            ) from None
+        if not isinstance(key, str) or not key.strip():
+            raise AuthenticationError(f"{method}: no seller authorization key in the answer")
+        return key.strip()
+
+    async def qapi(self, method: str, params: Mapping[str, object]) -> Any:
+        """One QAPI call; returns ``ResultObject``.
+
+        Renews the seller key once when the answer asks for it, then raises the code's error.
+        Raises the :mod:`connectors.errors` class the code table names.
+        """
+        renewed = False
+        while True:
+            key = await self.keys.current()
+
+            async def send(key: str = key) -> Any:
+                response = await self.http.post(
+                    method_path(method),
+                    data=request_form(params),
+                    headers=request_headers(key, method),
+                )
+                return read_answer(method, response, self.redact)
+
+            try:
+                return await self.call(method, send)
+            except KeyRejectedError as exc:
+                if renewed:
+                    raise exc.final from None
+                await self.keys.renew(key)
+                renewed = True
+
+    async def order_detail(self, order_no: str) -> Row | None:
+        """GetShippingAndClaimInfoByOrderNo_V2: the order's shipping + claim row, None if none."""
+        rows = rows_of(await self.qapi(codes.GET_ORDER_DETAIL, {"OrderNo": order_no}))
+        return rows[0] if rows else None
+
+    async def _require_detail(self, order_no: str) -> Row:
+        row = await self.order_detail(order_no)
+        if row is None:
+            raise ValidationError(f"Qoo10 order {order_no} not found", code="NOT_FOUND")
+        return row
+
+    # --- per-unit plumbing ---------------------------------------------------------------------
+
+    def _failed(self, unit_id: str, exc: Exception, method: str | None = None) -> ItemResult:
+        if isinstance(exc, RuleViolation):
+            return ItemResult(unit_id, False, code=exc.rule, message=str(exc), detail={"rule": exc.rule})
+        assert isinstance(exc, ConnectorError)
+        detail: dict[str, Any] = exc.as_dict()
+        rule = getattr(exc, "rule", None)
+        if method and exc.code and exc.code.lstrip("-").isdigit():
+            code_rule = codes.code_rule(method, int(exc.code))
+            if code_rule.already_done:
+                return ItemResult(unit_id, True, code=exc.code, message="already done", detail=detail)
+            rule = rule or code_rule.rule
+        if rule:
+            detail["rule"] = rule
+        return ItemResult(
+            unit_id,
+            False,
+            code=exc.code,
+            message=exc.message,
+            retryable=isinstance(exc, RetryableError),
+            detail=detail,
+        )
+
+    async def _each(
+        self,
+        unit_ids: Sequence[str],
+        method: str,
+        action: Callable[[str], Awaitable[ItemResult]],
+    ) -> list[ItemResult]:
+        """Run ``action`` per unit in order. AuthenticationError aborts the call; after an
+        exhausted RetryableError the remaining units are reported NOT_ATTEMPTED (retryable)."""
+        results: list[ItemResult] = []
+        outage: RetryableError | None = None
+        for unit_id in unit_ids:
+            if outage is not None:
+                results.append(
+                    ItemResult(unit_id, False, "NOT_ATTEMPTED", outage.message, retryable=True)
+                )
+                continue
+            try:
+                results.append(await action(unit_id))
+            except AuthenticationError:
+                raise
+            except RetryableError as exc:
+                outage = exc
+                results.append(self._failed(unit_id, exc, method))
+            except (ConnectorError, RuleViolation) as exc:
+                results.append(self._failed(unit_id, exc, method))
+        return results
+
+    # --- ingestion ------------------------------------------------------------------------------
+
+    async def changes_since(self, since: datetime, until: datetime) -> list[ChannelChange]:
+        """Orders and claims changed in [since, until] (JST search bounds, whole seconds, windows
+        of at most ``max_window``; GetShippingInfo_v3 and GetClaimInfo_V3 have no paging, each
+        window is answered whole). Sorted by change time; unique by change key within the call;
+        a fact may repeat across calls (callers de-duplicate). Raises ConnectorError."""
+        found: dict[str, ChannelChange] = {}
+        for start, end in search_windows(since, until, self.max_window):
+            bounds = (format_search_datetime(start), format_search_datetime(end))
+            rows: list[Row] = []
+            for status, condition in SHIPPING_QUERIES:
+                rows += rows_of(
+                    await self.qapi(
+                        codes.GET_SHIPPING_INFO,
+                        {
+                            "ShippingStatus": status,
+                            "SearchStartDate": bounds[0],
+                            "SearchEndDate": bounds[1],
+                            "SearchCondition": condition,
+                        },
+                    )
+                )
+            claims: list[Row] = []
+            for condition in CLAIM_QUERIES:
+                claims += rows_of(
+                    await self.qapi(
+                        codes.GET_CLAIM_INFO,
+                        {
+                            "ClaimStat": "",
+                            "search_Sdate": bounds[0],
+                            "search_Edate": bounds[1],
+                            "search_condition": condition,
+                        },
+                    )
+                )
+            for change in (
+                *shipping_changes(rows, start, end, self.account),
+                *claim_changes(claims, start, end, self.account),
+            ):
+                found.setdefault(change.change_key, change)
+        return sorted(found.values(), key=lambda c: (c.changed_at, c.change_key))
+
+    async def claim_states(self, unit_ids: Sequence[str]) -> dict[str, ClaimState]:
+        """The current shipping/claim view per order (R29); unknown orders are left out."""
+        states: dict[str, ClaimState] = {}
+        for unit_id in unit_ids:
+            row = await self.order_detail(unit_id)
+            if row is not None:
+                states[unit_id] = claim_state(unit_id, row)
+        return states
+
+    # --- outbound -------------------------------------------------------------------------------
+
+    async def confirm_orders(
+        self,
+        unit_ids: Sequence[str],
+        estimated_ship_date: date | None = None,
+        *,
+        delay_type: str | None = None,
+        memo: str = "",
+    ) -> list[ItemResult]:
+        """SetSellerCheckYN_V2 per order: confirm and enter the estimated ship date (order → state
+        3, "shipping prepared"; from then on a buyer cancel needs approval, R25). Idempotent:
+        repeating it updates the date. ``delay_type`` is a DELAY_TYPES key."""
+        method = codes.SET_SELLER_CHECK
+        params = {
+            "EstShipDt": format_date(estimated_ship_date) if estimated_ship_date else "",
+            "DelayType": codes.DELAY_TYPES.get(delay_type, codes.DEFAULT_DELAY_TYPE)
+            if delay_type
+            else "",
+            "DelayMemo": memo[:1000],
+        }
+
+        async def confirm(unit_id: str) -> ItemResult:
+            await self.qapi(method, {"OrderNo": unit_id, **params})
+            return ItemResult(unit_id, True)
+
+        return await self._each(unit_ids, method, confirm)
+
+    async def dispatch(
+        self,
+        items: Sequence[DispatchItem],
+        *,
+        check_claims: bool | None = None,
+        quantities: Mapping[str, int] | None = None,
+    ) -> list[ItemResult]:
+        """SetSendingInfo per order (carrier display name + tracking number → state 4).
+
+        Before sending, the order's claim state is read (unless ``check_claims`` is False): an
+        open buyer cancel request refuses the item (R25). ``quantities`` (unit → quantity
+        shipped) must equal the ordered quantity (R04: never a partial dispatch). A repeat with
+        the same invoice is accepted by the marketplace (idempotent).
+        """
+        check = self.check_claims_before_dispatch if check_claims is None else check_claims
+        method = codes.SET_SENDING_INFO
+        by_unit = {item.unit_id: item for item in items}
+
+        async def send(unit_id: str) -> ItemResult:
+            item = by_unit[unit_id]
+            try:
+                corp = channel_code(item.carrier, Channel.QOO10.value)
+            except UnknownCarrierCodeError as exc:
+                return ItemResult(unit_id, False, "CARRIER", str(exc))
+            tracking = item.tracking_number.strip()
+            if not tracking or len(tracking) > MAX_TRACKING_LENGTH:
+                return ItemResult(unit_id, False, "TRACKING", "tracking number empty or > 50")
+            if check or quantities is not None:
+                row = await self._require_detail(unit_id)
+                if check:
+                    check_dispatch_allowed(unit_id, order_facts(row))
+                if quantities is not None and unit_id in quantities:
+                    check_whole_quantity(unit_id, quantities[unit_id], ordered_quantity(row))
+            await self.qapi(
+                method, {"OrderNo": unit_id, "ShippingCorp": corp, "TrackingNo": tracking}
+            )
+            log.info("qoo10 order %s dispatched (%s)", unit_id, item.carrier.value)
+            return ItemResult(unit_id, True)
+
+        return await self._each(list(by_unit), method, send)
+
+    async def delay_dispatch(
+        self, unit_ids: Sequence[str], due_date: date, reason: str, detail: str
+    ) -> list[ItemResult]:
+        """Not a Qoo10 operation (R13 is Naver's): enter a later estimated ship date with
+        :meth:`confirm_orders` (``delay_type``, ``memo``) instead. Raises
+        UnsupportedOperationError."""
+        raise UnsupportedOperationError(
+            "qoo10 has no dispatch delay (R13 is naverpay only); use confirm_orders with a later "
+            "estimated_ship_date and delay_type"
+        )
+
+    async def hold_return(self, unit_ids: Sequence[str], *args: Any, **kw: Any) -> list[ItemResult]:
+        """Return hold (R14) is Naver-only. Raises UnsupportedOperationError."""
+        raise UnsupportedOperationError("qoo10 has no return hold (R14 is naverpay only)")
+
+    async def release_return_hold(self, unit_ids: Sequence[str]) -> list[ItemResult]:
+        """Raises UnsupportedOperationError (no return hold on Qoo10)."""
+        raise UnsupportedOperationError("qoo10 has no return hold (R14 is naverpay only)")
+
+    async def approve_return(self, unit_ids: Sequence[str]) -> list[ItemResult]:
+        """No QAPI method approves a return (qoo10.md §8). Raises UnsupportedOperationError."""
+        raise UnsupportedOperationError("qoo10 QAPI has no return approval; use J-QSM")

@@ -1,0 +1,422 @@
+"""Qoo10 rows → domain values: ChannelChange, ClaimState, OrderFacts.
+
+Pure functions over the JSON rows the list/detail methods answer. Field names are read without
+regard to case (GetShippingInfo_v3 answers PascalCase, the V2/claim methods camelCase).
+
+Change keys are stable for the same marketplace fact, so re-reading an overlapping window
+de-duplicates (R17):
+
+* ``qoo10:<PackNo>:order_paid:<OrderNo+…>``   one per cart (lines = the Qoo10 order numbers)
+* ``qoo10:<OrderNo>:dispatched:<ShippingDate>:<TrackingNo>``
+* ``qoo10:<OrderNo>:delivered`` / ``:purchase_decided`` / ``:canceled``   once per line
+* ``qoo10:<OrderNo>:<kind>:<requestDate>``   other claim facts (one per request)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connectors.contract import ClaimState
+from connectors.qoo10.codes import (
+    CLAIM_LABELS,
+    DISPATCHED_STATUSES,
+    PURCHASE_DECIDED_FIELD,
+    SHIPPING_STATUS_LABELS,
+    ClaimCode,
+    ShippingStatus,
+)
+from connectors.qoo10.dates import JST, parse_qoo10_datetime
+from connectors.qoo10.rules import OrderFacts
+from store.carriers import Carrier, UnknownCarrierCodeError, from_channel_code
+from store.domain import Channel, ClaimType, PaymentMethod
+from topics.changes import ChangeKind, ChannelChange, ChannelLine, ChannelOrder
+from topics.commands import Address
+
+Row = Mapping[str, Any]
+
+_PAREN_CODE = re.compile(r"\((\d+)\)\s*$")
+
+#: Claim status → (change kind, which date is the change time). "request" = requestDate,
+#: "completion" = cancelRefundDate (falls back to requestDate when empty).
+CLAIM_CHANGES: dict[ClaimCode, tuple[ChangeKind, str]] = {
+    ClaimCode.CANCEL_REQUESTED: (ChangeKind.CANCEL_REQUESTED, "request"),  # R25 open request
+    ClaimCode.CANCELLING: (ChangeKind.CANCELED, "completion"),  # accepted, refund under way
+    ClaimCode.CANCELED: (ChangeKind.CANCELED, "completion"),  # R25 immediate or approved
+    ClaimCode.UNPAID_CANCELED: (ChangeKind.CANCELED, "completion"),
+    ClaimCode.WITHDRAWN: (ChangeKind.CANCEL_WITHDRAWN, "completion"),  # see ClaimCode.WITHDRAWN
+    ClaimCode.RETURN_REQUESTED: (ChangeKind.RETURN_REQUESTED, "request"),
+    ClaimCode.RETURNING: (ChangeKind.RETURN_REQUESTED, "request"),  # collected, same request
+    ClaimCode.RETURNED: (ChangeKind.RETURNED, "completion"),
+    ClaimCode.NON_RECEIPT_REFUNDED: (ChangeKind.RETURNED, "completion"),  # refunded after dispatch
+    ClaimCode.EXCHANGE_REQUESTED: (ChangeKind.EXCHANGE_REQUESTED, "request"),
+    ClaimCode.EXCHANGE_APPROVED: (ChangeKind.EXCHANGE_REQUESTED, "request"),
+    ClaimCode.REDELIVERING: (ChangeKind.EXCHANGED, "completion"),
+    # NON_RECEIPT_PARTLY_REFUNDED has no domain counterpart (partial refund): ingested as UNKNOWN
+}
+
+#: Change kinds keyed once per line (a line is cancelled / delivered / decided only once).
+_ONCE_PER_LINE = frozenset(
+    {ChangeKind.CANCELED, ChangeKind.DELIVERED, ChangeKind.PURCHASE_DECIDED}
+)
+
+_CLAIM_TYPES: dict[ClaimCode, ClaimType] = {
+    **dict.fromkeys(
+        (
+            ClaimCode.WITHDRAWN,
+            ClaimCode.CANCEL_REQUESTED,
+            ClaimCode.CANCELLING,
+            ClaimCode.CANCELED,
+            ClaimCode.UNPAID_CANCELED,
+        ),
+        ClaimType.CANCEL,
+    ),
+    **dict.fromkeys(
+        (
+            ClaimCode.RETURN_REQUESTED,
+            ClaimCode.RETURNING,
+            ClaimCode.RETURNED,
+            ClaimCode.NON_RECEIPT_REFUNDED,
+            ClaimCode.NON_RECEIPT_PARTLY_REFUNDED,
+        ),
+        ClaimType.RETURN,
+    ),
+    **dict.fromkeys(
+        (ClaimCode.EXCHANGE_REQUESTED, ClaimCode.EXCHANGE_APPROVED, ClaimCode.REDELIVERING),
+        ClaimType.EXCHANGE,
+    ),
+}
+
+_CANCELED_CODES = frozenset(
+    {ClaimCode.CANCELLING, ClaimCode.CANCELED, ClaimCode.UNPAID_CANCELED}
+)
+
+
+# --- field access --------------------------------------------------------------------------------
+
+
+def field(row: Row, *names: str) -> Any:
+    """The first non-empty value among ``names``, compared without case; None when absent."""
+    lowered = {k.lower(): v for k, v in row.items()}
+    for name in names:
+        value = lowered.get(name.lower())
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def text(row: Row, *names: str) -> str:
+    value = field(row, *names)
+    return "" if value is None else str(value).strip()
+
+
+def decimal(row: Row, *names: str) -> Decimal | None:
+    value = field(row, *names)
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value).replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+def _code(value: object, labels: Mapping[Any, str]) -> str | None:
+    """A status code from ``"<label>(<n>)"``, a bare number, or a bare known label."""
+    if value is None:
+        return None
+    raw = str(value).strip()
+    if not raw:
+        return None
+    match = _PAREN_CODE.search(raw)
+    if match:
+        return match.group(1)
+    if raw.lstrip("-").isdigit():
+        return str(int(raw))
+    for code, label in labels.items():
+        if raw == label:
+            return str(code)
+    return None
+
+
+def shipping_status(value: object) -> ShippingStatus | None:
+    code = _code(value, SHIPPING_STATUS_LABELS)
+    try:
+        return ShippingStatus(code) if code is not None else None
+    except ValueError:
+        return None
+
+
+def claim_code(value: object) -> ClaimCode | None:
+    code = _code(value, CLAIM_LABELS)
+    try:
+        return ClaimCode(code) if code is not None else None
+    except ValueError:
+        return None
+
+
+def carrier_of(name: str) -> Carrier | None:
+    """The carrier behind a Qoo10 ``ShippingCorp`` / ``DeliveryCompany`` name, if known."""
+    try:
+        return from_channel_code(name, Channel.QOO10.value) if name else None
+    except UnknownCarrierCodeError:
+        return None
+
+
+def payment_method(value: str) -> PaymentMethod:
+    """Lenient: Qoo10 payment method names are not documented."""
+    low = value.lower()
+    if "card" in low or "カード" in value:
+        return PaymentMethod.CARD
+    if any(w in low for w in ("bank", "atm", "transfer", "konbini", "convenience")) or any(
+        w in value for w in ("振込", "コンビニ", "銀行")
+    ):
+        return PaymentMethod.BANK_TRANSFER
+    if "point" in low or "ポイント" in value or "qcash" in low:
+        return PaymentMethod.POINTS
+    return PaymentMethod.OTHER
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(JST).strftime("%Y%m%d%H%M%S")
+
+
+def _key(*parts: str) -> str:
+    key = ":".join(("qoo10", *parts))
+    if len(key) <= 300:
+        return key
+    return key[:250] + "#" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _in_window(moment: datetime | None, start: datetime, end: datetime) -> bool:
+    return moment is not None and start <= moment <= end
+
+
+# --- detail → facts / claim state ----------------------------------------------------------------
+
+
+def order_facts(row: Row) -> OrderFacts:
+    """Rule facts from a GetShippingAndClaimInfoByOrderNo_V2 row."""
+    claim = claim_code(field(row, "claimStatus"))
+    return OrderFacts(
+        shipping_status=shipping_status(field(row, "shippingStatus", "ShippingStatus")),
+        open_cancel_request=claim == ClaimCode.CANCEL_REQUESTED,
+        canceled=claim in _CANCELED_CODES,
+    )
+
+
+def claim_state(unit_id: str, row: Row) -> ClaimState:
+    """The contract's claim view of one order (read before a dispatch, R29)."""
+    status = shipping_status(field(row, "shippingStatus", "ShippingStatus"))
+    claim = claim_code(field(row, "claimStatus"))
+    ctype = _CLAIM_TYPES.get(claim) if claim is not None else None
+    return ClaimState(
+        unit_id=unit_id,
+        status=status.value if status is not None else text(row, "shippingStatus"),
+        claim_type=ctype.value if ctype is not None else None,
+        claim_status=claim.value if claim is not None else None,
+        open_cancel_request=claim == ClaimCode.CANCEL_REQUESTED,
+        dispatched=status in DISPATCHED_STATUSES,
+    )
+
+
+def ordered_quantity(row: Row) -> int:
+    value = field(row, "orderQty", "OrderQty")
+    return int(value) if value is not None else 0
+
+
+# --- list rows → changes -------------------------------------------------------------------------
+
+
+def _address(row: Row) -> Address:
+    def cut(value: str, size: int) -> str:
+        return (value or "-")[:size]
+
+    return Address(
+        name=cut(text(row, "Receiver", "receiver", "Buyer"), 100),
+        phone=cut(text(row, "ReceiverMobile", "ReceiverTel", "BuyerMobile", "BuyerTel"), 40),
+        zip_code=cut(text(row, "ZipCode", "zipCode"), 16),
+        line1=cut(text(row, "Address1", "ShippingAddress", "shippingAddr"), 300),
+        line2=text(row, "Address2")[:300],
+    )
+
+
+def _line(row: Row) -> ChannelLine:
+    qty = int(field(row, "OrderQty") or 0)
+    price = decimal(row, "OrderPrice") or Decimal(0)
+    total = decimal(row, "Total", "SettlePrice")
+    title = text(row, "ItemTitle")
+    option = text(row, "Option")
+    return ChannelLine(
+        unit_id=text(row, "OrderNo"),
+        sku=text(row, "SellerItemCode", "OptionCode", "ItemNo") or "-",
+        name=(f"{title} / {option}" if option else title)[:300],
+        quantity=qty,
+        unit_price=price,
+        amount=total if total is not None else price * qty,
+    )
+
+
+def _unknown(
+    row: Row, order_id: str, unit: str, at: datetime, account: str, why: str
+) -> ChannelChange:
+    """A row we cannot map: ingested as UNKNOWN (dead-lettered with the reason, not dropped)."""
+    return ChannelChange(
+        channel=Channel.QOO10,
+        account=account,
+        change_key=_key(unit or order_id, "unknown", _stamp(at), why[:40]),
+        kind=ChangeKind.UNKNOWN,
+        channel_order_id=order_id or unit or "?",
+        unit_ids=[unit] if unit else [],
+        changed_at=at,
+        raw_type=why,
+        extra={"row": {k: str(v) for k, v in row.items()}},
+    )
+
+
+def shipping_changes(
+    rows: Iterable[Row], start: datetime, end: datetime, account: str = "default"
+) -> list[ChannelChange]:
+    """Facts from GetShippingInfo_v3 rows whose time lies in [start, end]: ORDER_PAID (per cart),
+    DISPATCHED, DELIVERED, PURCHASE_DECIDED. A row that cannot be mapped gives UNKNOWN."""
+    changes: list[ChannelChange] = []
+    paid: dict[str, list[Row]] = {}
+    for row in {text(r, "OrderNo"): r for r in rows}.values():
+        order_no = text(row, "OrderNo")
+        pack = text(row, "PackNo") or order_no
+        try:
+            paid_at = parse_qoo10_datetime(field(row, "PaymentDate"))
+            shipped_at = parse_qoo10_datetime(field(row, "ShippingDate"))
+            delivered_at = parse_qoo10_datetime(field(row, "DeliveredDate"))
+            decided_at = parse_qoo10_datetime(field(row, PURCHASE_DECIDED_FIELD))
+        except ValueError as exc:
+            changes.append(_unknown(row, pack, order_no, end, account, f"bad date: {exc}"))
+            continue
+        status = shipping_status(field(row, "ShippingStatus"))
+        raw = status.value if status is not None else text(row, "ShippingStatus")
+        common: dict[str, Any] = {
+            "channel": Channel.QOO10,
+            "account": account,
+            "channel_order_id": pack,
+            "unit_ids": [order_no],
+            "raw_type": raw,
+        }
+        if _in_window(paid_at, start, end):
+            paid.setdefault(pack, []).append(row)
+        if shipped_at is not None and _in_window(shipped_at, start, end):
+            corp = text(row, "DeliveryCompany")
+            tracking = text(row, "TrackingNo")
+            changes.append(
+                ChannelChange(
+                    **common,
+                    change_key=_key(order_no, "dispatched", _stamp(shipped_at), tracking),
+                    kind=ChangeKind.DISPATCHED,
+                    changed_at=shipped_at,
+                    carrier=carrier_of(corp),
+                    tracking_number=tracking or None,
+                    extra={"shipping_corp": corp},
+                )
+            )
+        for kind, moment in (
+            (ChangeKind.DELIVERED, delivered_at),
+            (ChangeKind.PURCHASE_DECIDED, decided_at),
+        ):
+            if moment is not None and _in_window(moment, start, end):
+                changes.append(
+                    ChannelChange(
+                        **common,
+                        change_key=_key(order_no, kind.value),
+                        kind=kind,
+                        changed_at=moment,
+                    )
+                )
+    for pack, lines in paid.items():
+        changes.append(_order_paid(pack, lines, end, account))
+    return changes
+
+
+def _order_paid(pack: str, rows: list[Row], end: datetime, account: str) -> ChannelChange:
+    rows = sorted(rows, key=lambda r: text(r, "OrderNo"))
+    first = rows[0]
+    order_nos = [text(r, "OrderNo") for r in rows]
+    paid_at = parse_qoo10_datetime(field(first, "PaymentDate")) or end
+    try:
+        order = ChannelOrder(
+            channel_order_id=pack,
+            buyer_name=text(first, "Buyer")[:100],
+            address=_address(first),
+            payment_method=payment_method(text(first, "PaymentMethod")),
+            paid_at=paid_at,
+            lines=[_line(r) for r in rows],
+        )
+    except ValueError as exc:  # pydantic ValidationError is a ValueError
+        return _unknown(first, pack, order_nos[0], paid_at, account, f"bad order row: {exc}")
+    return ChannelChange(
+        channel=Channel.QOO10,
+        account=account,
+        change_key=_key(pack, "order_paid", "+".join(order_nos)),
+        kind=ChangeKind.ORDER_PAID,
+        channel_order_id=pack,
+        unit_ids=order_nos,
+        changed_at=paid_at,
+        raw_type=text(first, "ShippingStatus"),
+        order=order,
+        extra={"currency": text(first, "Currency")},
+    )
+
+
+def claim_changes(
+    rows: Iterable[Row], start: datetime, end: datetime, account: str = "default"
+) -> list[ChannelChange]:
+    """Facts from GetClaimInfo_V3 rows whose change time lies in [start, end] (one per row, from
+    its current claim status; see :data:`CLAIM_CHANGES`)."""
+    changes: list[ChannelChange] = []
+    for row in rows:
+        order_no = text(row, "orderNo")
+        pack = text(row, "packNo") or order_no
+        raw = text(row, "claimStatus")
+        try:
+            requested = parse_qoo10_datetime(field(row, "requestDate"))
+            completed = parse_qoo10_datetime(field(row, "cancelRefundDate")) or requested
+        except ValueError as exc:
+            changes.append(_unknown(row, pack, order_no, end, account, f"bad date: {exc}"))
+            continue
+        code = claim_code(raw)
+        mapped = CLAIM_CHANGES.get(code) if code is not None else None
+        if mapped is None:
+            at = completed or requested or end
+            if _in_window(at, start, end):
+                changes.append(_unknown(row, pack, order_no, at, account, f"claim {raw}"))
+            continue
+        kind, which = mapped
+        at = requested if which == "request" else completed
+        if at is None or not _in_window(at, start, end):
+            continue
+        request_stamp = _stamp(requested) if requested else "-"
+        key = (
+            _key(order_no, kind.value)
+            if kind in _ONCE_PER_LINE
+            else _key(order_no, kind.value, request_stamp)
+        )
+        carrier_name = text(row, "deliveryCompanyReturn")
+        changes.append(
+            ChannelChange(
+                channel=Channel.QOO10,
+                account=account,
+                change_key=key,
+                kind=kind,
+                channel_order_id=pack,
+                unit_ids=[order_no],
+                changed_at=at,
+                raw_type=raw,
+                claim_id=f"{order_no}:{request_stamp}",
+                reason=text(row, "reason") or None,
+                tracking_number=text(row, "trackingNoReturn") or None,
+                carrier=carrier_of(carrier_name),
+                extra={"claim_status": code.value if code is not None else raw},
+            )
+        )
+    return changes
