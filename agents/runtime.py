@@ -63,6 +63,12 @@ class Runtime:
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.connectors: dict[str, Any] = {}
         self.goodsflow: Any = None
+        self.dispatcher: Any = None
+        self.ingestors: dict[str, Any] = {}
+        self.tracking_poller: Any = None
+        self.ready = False
+        self.last_produce_error: str | None = None
+        self.connector_health: dict[str, str] = {}
 
     # --- producing ----------------------------------------------------------------------------
     async def produce(self, topic: str, key: str, value: bytes) -> None:
@@ -75,7 +81,9 @@ class Runtime:
                     topic, key.encode(), value, partition=None, timestamp=None, headers=None
                 )
         except TimeoutError:
-            raise ProduceTimeoutError(f"produce to {topic} timed out") from None
+            self.last_produce_error = f"produce to {topic} timed out"
+            raise ProduceTimeoutError(self.last_produce_error) from None
+        self.last_produce_error = None
 
     async def emit(self, topic: str, envelope: Envelope) -> None:
         await self.produce(topic, envelope.order_id, encode(envelope))

@@ -45,3 +45,4 @@ PUSH_DELAY = Histogram(
 CHANGES_INGESTED = Counter(
     "channelsync_changes_ingested_total", "Marketplace changes found by polling", ["channel", "kind", "new"]
 )
+STALE_INVOICES = Gauge("channelsync_stale_invoices", "Invoices with no carrier scan after STALE_INVOICE_AFTER_SECONDS")

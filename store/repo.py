@@ -13,9 +13,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.domain import Channel, LineStatus, PaymentMethod, ProductKind
+from store.domain import Channel, ClaimStatus, LineStatus, PaymentMethod, ProductKind
 from store.errors import NotFoundError
-from store.models import Hold, Invoice, Order, OrderLine, ProcessedEvent, StatusHistory, utcnow
+from store.models import Claim, Hold, Invoice, Order, OrderLine, ProcessedEvent, StatusHistory, utcnow
 from store.state_machine import LineView, OrderView
 
 
@@ -75,7 +75,9 @@ async def active_invoices(session: AsyncSession, line_ids: Iterable[str]) -> lis
     return list((await session.execute(stmt)).scalars())
 
 
-def line_view(line: OrderLine, has_invoice: bool) -> LineView:
+def line_view(
+    line: OrderLine, has_invoice: bool, claim_status: ClaimStatus | None = None
+) -> LineView:
     return LineView(
         line_id=line.id,
         status=LineStatus(line.status),
@@ -83,18 +85,36 @@ def line_view(line: OrderLine, has_invoice: bool) -> LineView:
         kind=ProductKind(line.kind),
         has_invoice=has_invoice,
         channel_notified=frozenset(LineStatus(s) for s in (line.channel_notified or [])),
+        claim_status=claim_status,
     )
+
+
+OPEN_CLAIM_STATES = (ClaimStatus.REQUESTED, ClaimStatus.HELD, ClaimStatus.COLLECTED, ClaimStatus.APPROVED)
+
+
+async def open_claim_states(session: AsyncSession, line_ids: Iterable[str]) -> dict[str, ClaimStatus]:
+    """The status of each line's newest open claim."""
+    ids = list(line_ids)
+    if not ids:
+        return {}
+    stmt = (
+        select(Claim.line_id, Claim.status)
+        .where(Claim.line_id.in_(ids), Claim.status.in_([s.value for s in OPEN_CLAIM_STATES]))
+        .order_by(Claim.id)
+    )
+    return {line_id: ClaimStatus(status) for line_id, status in (await session.execute(stmt)).all()}
 
 
 async def order_view(session: AsyncSession, order: Order) -> OrderView:
     invoiced = {
         inv.line_id for inv in await active_invoices(session, [ln.id for ln in order.lines])
     }
+    claims = await open_claim_states(session, [ln.id for ln in order.lines])
     return OrderView(
         order_id=order.id,
         channel=Channel(order.channel),
         payment_method=PaymentMethod(order.payment_method),
-        lines=tuple(line_view(ln, ln.id in invoiced) for ln in order.lines),
+        lines=tuple(line_view(ln, ln.id in invoiced, claims.get(ln.id)) for ln in order.lines),
         on_hold=order.on_hold,
         paid=order.paid,
         total_paid=Decimal(order.total_paid or 0),

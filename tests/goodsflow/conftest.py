@@ -11,13 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from connectors.base import set_testing
-from connectors.goodsflow import GoodsflowClient, WaybillItem, WaybillRequest
+from connectors.goodsflow import GoodsflowClient
 from connectors.goodsflow.sandbox import GoodsflowSandbox
-from store.carriers import Carrier
-from topics.commands import Address
-
-API_KEY = "gf-test-key-0f3a9c"
-HOUR = 3600.0
+from tests.goodsflow.helpers import API_KEY, HOUR
 
 
 @pytest.fixture(autouse=True)
@@ -41,16 +37,3 @@ async def client(sandbox: GoodsflowSandbox) -> AsyncIterator[GoodsflowClient]:
     gf = GoodsflowClient(sandbox.url, API_KEY, timeout=5.0)
     yield gf
     await gf.aclose()
-
-
-def address(name: str = "Buyer Kim", line1: str = "12 Teheran-ro, Seoul") -> Address:
-    return Address(name=name, phone="010-1234-5678", zip_code="06236", line1=line1, line2="5F")
-
-
-def waybill(unique_id: str, carrier: Carrier = Carrier.HANJIN, **kw: object) -> WaybillRequest:
-    return WaybillRequest(
-        unique_id=unique_id,
-        carrier=carrier,
-        receiver=kw.pop("receiver", address()),  # type: ignore[arg-type]
-        items=[WaybillItem(order_no=f"o-{unique_id}", name="T-shirt", quantity=1, price=19000)],
-    )
