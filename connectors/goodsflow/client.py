@@ -17,10 +17,9 @@ and returns it (``duplicate=True``), so a lost answer never yields a second wayb
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -30,11 +29,16 @@ from connectors.base import (
     CallObserver,
     RateLimiter,
     RetryPolicy,
-    parse_retry_after,
-    status_error,
 )
-from connectors.errors import ConflictError, RetryableError, ValidationError
+from connectors.errors import ConflictError, ValidationError
 from connectors.goodsflow import mapping
+from connectors.goodsflow.envelope import (
+    carrier_code_or_none,
+    chunks,
+    error_text,
+    is_duplicate,
+    read_envelope,
+)
 from connectors.goodsflow.models import (
     CancelReason,
     CancelResult,
@@ -51,34 +55,12 @@ from connectors.goodsflow.models import (
 )
 from store.carriers import Carrier
 
-log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PRODUCTION_URL = "https://api.goodsflow.io"
 TEST_URL = "https://test-api.goodsflow.io"
 #: "Tracking API: more than 10 calls per second → 429" (OAS).
 TRACKING_RATE_LIMIT = 10.0
-#: Lookups and number checks take at most 100 ids (OAS); registrations are batched alike.
-MAX_BATCH = 100
-_DUPLICATE_MARKERS = ("duplicate", "중복", "already")
-
-
-def _chunks(values: Sequence[Any], size: int = MAX_BATCH) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _error_text(error: Any) -> tuple[str, dict[str, Any]]:
-    if isinstance(error, dict):
-        detail = error.get("detail")
-        return str(error.get("message") or "refused"), detail if isinstance(detail, dict) else {}
-    return (str(error) if error else "refused"), {}
-
-
-def is_duplicate(message: str, detail: dict[str, Any]) -> bool:
-    """Whether an item refusal means "this uniqueId / waybill is already registered".
-    The exact wording is not documented (goodsflow.md §9): matched loosely here, in one place."""
-    text = (message + " " + " ".join(f"{k} {v}" for k, v in detail.items())).lower()
-    return any(marker in text for marker in _DUPLICATE_MARKERS)
 
 
 class GoodsflowClient(BaseHttpClient):
@@ -149,42 +131,9 @@ class GoodsflowClient(BaseHttpClient):
             if body is not None:
                 kw["json"] = body
             resp = await self.http.request(method, path, **kw)
-            return self._envelope(endpoint, resp, allow_failure)
+            return read_envelope(endpoint, resp, allow_failure, self.redact)
 
         return await self.call(endpoint, send)
-
-    def _envelope(self, endpoint: str, resp: httpx.Response, allow_failure: bool) -> dict[str, Any]:
-        try:
-            env = resp.json()
-        except ValueError:
-            env = None
-        if not isinstance(env, dict):
-            if resp.status_code >= 400:
-                raise status_error(
-                    resp.status_code,
-                    self.redact(f"{endpoint}: HTTP {resp.status_code} {resp.text[:200]}"),
-                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
-                )
-            raise RetryableError(f"{endpoint}: unreadable answer (HTTP {resp.status_code})")
-        trace = env.get("transactionId")
-        message, detail = _error_text(env.get("error"))
-        code = str(detail.get("code")) if detail.get("code") else None
-        if resp.status_code >= 400:
-            raise status_error(
-                resp.status_code,
-                self.redact(f"{endpoint}: {message}"),
-                code=code,
-                trace_id=trace,
-                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
-            )
-        if not env.get("success") and not allow_failure:
-            raise ValidationError(
-                self.redact(f"{endpoint}: {message} {detail or ''}".strip()),
-                code=code,
-                trace_id=trace,
-                status=resp.status_code,
-            )
-        return env
 
     # --- centers (R27) -----------------------------------------------------------------------
     async def get_center(self, code: str | None = None) -> Center:
@@ -208,58 +157,78 @@ class GoodsflowClient(BaseHttpClient):
         The sender is always the contract's center (R27); callers refuse lines on hold or not
         ``READY_TO_SHIP`` first (:func:`store.invoices.check_waybill_allowed`, R05/R12). The
         waybill number is usually assigned only when the label is printed: read it back with
-        :meth:`get_waybills` or from a ``PRINTED`` event."""
+        :meth:`get_waybills` or from a ``PRINTED`` event. A carrier Goodsflow has no code for
+        is refused locally (``ok=False``) without a call."""
         center = await self.get_center()
         now = datetime.now(UTC)
-        results: list[WaybillResult] = []
-        for chunk in _chunks(requests):
-            body = {
-                "requestId": chunk[0].unique_id,
-                "contractType": "USER",
-                "items": [mapping.print_item(r, center, now) for r in chunk],
-            }
-            env = await self._call(
-                "print",
-                "POST",
-                "/api/deliveries/shipping/print/deliveryItems",
-                body=body,
-                allow_failure=True,
-            )
-            results.extend(await self._item_results(env, [r.unique_id for r in chunk]))
-        return results
+        return await self._register(
+            "print",
+            "/api/deliveries/shipping/print/deliveryItems",
+            [(r.unique_id, r.carrier, r) for r in requests],
+            lambda r: mapping.print_item(r, center, now),
+            {"contractType": "USER"},
+        )
+
+    async def _register(
+        self,
+        endpoint: str,
+        path: str,
+        entries: Sequence[tuple[str, Carrier, T]],
+        build: Callable[[T], dict[str, Any]],
+        extra: dict[str, Any],
+    ) -> list[WaybillResult]:
+        """Batch registration with per-item answers, in input order."""
+        results: dict[int, WaybillResult] = {}
+        sendable: list[tuple[int, str, T]] = []
+        for idx, (unique_id, carrier, entry) in enumerate(entries):
+            if carrier_code_or_none(carrier) is None:
+                results[idx] = WaybillResult(
+                    unique_id, False, message=f"{carrier} has no Goodsflow transporter code"
+                )
+            else:
+                sendable.append((idx, unique_id, entry))
+        for chunk in chunks(sendable):
+            body = {"requestId": chunk[0][1], **extra, "items": [build(e) for _, _, e in chunk]}
+            env = await self._call(endpoint, "POST", path, body=body, allow_failure=True)
+            answers = await self._item_results(env, [uid for _, uid, _ in chunk])
+            results.update(zip((idx for idx, _, _ in chunk), answers, strict=True))
+        return [results[i] for i in range(len(entries))]
 
     async def _item_results(
         self, env: dict[str, Any], unique_ids: list[str]
     ) -> list[WaybillResult]:
+        """One result per unique id; "duplicate" refusals are read back in one lookup."""
         data = env.get("data") if isinstance(env.get("data"), dict) else {}
         rows = {int(r.get("idx", i)): r for i, r in enumerate((data or {}).get("items") or [])}
         if not rows and not env.get("success"):
-            message, detail = _error_text(env.get("error"))
+            message, detail = error_text(env.get("error"))
             raise ValidationError(self.redact(f"register: {message} {detail}"))
         results: list[WaybillResult] = []
+        duplicates: list[str] = []
         for idx, unique_id in enumerate(unique_ids):
             row = rows.get(idx) or {}
             item = row.get("data") or {}
             if row.get("success"):
-                results.append(
-                    WaybillResult(
-                        unique_id,
-                        True,
-                        str(item.get("serviceId") or "") or None,
-                        invoice_no=item.get("invoiceNo") or None,
-                    )
-                )
+                service_id = str(item.get("serviceId") or "") or None
+                invoice_no = item.get("invoiceNo") or None
+                results.append(WaybillResult(unique_id, True, service_id, invoice_no))
                 continue
-            message, detail = _error_text(row.get("error") or "no answer for this item")
+            message, detail = error_text(row.get("error") or "no answer for this item")
             if is_duplicate(message, detail):
-                existing = await self.get_waybills([unique_id], IdType.UNIQUE_ID)
-                if existing:
-                    wb = existing[0]
-                    results.append(
-                        WaybillResult(unique_id, True, wb.service_id, wb.invoice_no, duplicate=True)
+                duplicates.append(unique_id)
+            results.append(
+                WaybillResult(unique_id, False, message=self.redact(message), detail=detail)
+            )
+        if duplicates:
+            existing = {
+                wb.unique_id: wb for wb in await self.get_waybills(duplicates, IdType.UNIQUE_ID)
+            }
+            for n, result in enumerate(results):
+                wb = existing.get(result.unique_id)
+                if not result.ok and wb is not None:
+                    results[n] = WaybillResult(
+                        result.unique_id, True, wb.service_id, wb.invoice_no, duplicate=True
                     )
-                    continue
-            results.append(WaybillResult(unique_id, False, message=message, detail=detail))
         return results
 
     async def print_link(
@@ -290,7 +259,7 @@ class GoodsflowClient(BaseHttpClient):
     ) -> list[Waybill]:
         """Registrations by service id or unique id (unknown ids are absent)."""
         found: list[Waybill] = []
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             env = await self._call(
                 "deliveries",
                 "GET",
@@ -311,7 +280,7 @@ class GoodsflowClient(BaseHttpClient):
         """Cancel registrations (only possible before the carrier's pickup). One result per id;
         a refused id is ``ok=False`` with Goodsflow's reason. Cancelling twice is harmless."""
         results: list[CancelResult] = []
-        for chunk in _chunks(service_ids):
+        for chunk in chunks(service_ids):
             items = [
                 {
                     "id": sid,
@@ -330,7 +299,7 @@ class GoodsflowClient(BaseHttpClient):
             done = {
                 str(r.get("serviceId")): r for r in env.get("data") or [] if isinstance(r, dict)
             }
-            message, detail = _error_text(env.get("error"))
+            message, detail = error_text(env.get("error"))
             for sid in chunk:
                 if sid in done:
                     results.append(CancelResult(sid, True, done[sid].get("uniqueId")))
@@ -356,29 +325,18 @@ class GoodsflowClient(BaseHttpClient):
     ) -> list[WaybillResult]:
         """Ask Goodsflow to track waybills printed elsewhere (one result per registration;
         an already registered ``unique_id`` is read back, not duplicated)."""
-        results: list[WaybillResult] = []
-        for chunk in _chunks(registrations):
-            body = {
-                "requestId": chunk[0].unique_id,
-                "items": [
-                    {
-                        "uniqueId": r.unique_id,
-                        "transporter": mapping.transporter_code(r.carrier),
-                        "invoiceNo": r.invoice_no,
-                        "itemName": r.item_name,
-                    }
-                    for r in chunk
-                ],
-            }
-            env = await self._call(
-                "tracking_register",
-                "POST",
-                "/api/deliveries/tracking",
-                body=body,
-                allow_failure=True,
-            )
-            results.extend(await self._item_results(env, [r.unique_id for r in chunk]))
-        return results
+        return await self._register(
+            "tracking_register",
+            "/api/deliveries/tracking",
+            [(r.unique_id, r.carrier, r) for r in registrations],
+            lambda r: {
+                "uniqueId": r.unique_id,
+                "transporter": mapping.transporter_code(r.carrier),
+                "invoiceNo": r.invoice_no,
+                "itemName": r.item_name,
+            },
+            {},
+        )
 
     async def get_tracking(
         self, id_: str, id_type: IdType = IdType.SERVICE_ID, *, live: bool = False
@@ -413,7 +371,7 @@ class GoodsflowClient(BaseHttpClient):
         """Goodsflow's own waybill syntax check (may differ from the carriers' rules)."""
         code = mapping.transporter_code(carrier)
         checks: list[NumberCheck] = []
-        for chunk in _chunks(numbers):
+        for chunk in chunks(numbers):
             env = await self._call(
                 "validate", "GET", f"/api/deliveries/validateInvoiceNo/{code}/{','.join(chunk)}"
             )

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.contract import ClaimState, DispatchItem
+from connectors.contract import ClaimState, DispatchItem, ItemResult
 from connectors.errors import ValidationError
 from connectors.naverpay.dates import format_dt
 from connectors.naverpay.endpoints import CANCEL_REASONS
@@ -332,3 +332,59 @@ def return_completion_steps(fee_payment: str, *, held: bool, money_received: boo
     if fee_payment not in ("transfer", "in_box"):
         raise ValueError(f"unknown fee payment {fee_payment!r}")
     return ["return_hold_release", "return_approve"] if money_received else ["return_hold_release"]
+
+
+# --- processing responses → ItemResult ------------------------------------------------------------
+def item_results(
+    data: Mapping[str, Any] | None, requested: Sequence[str], *, trace_id: str | None = None
+) -> list[ItemResult]:
+    """One :class:`ItemResult` per requested id from Naver's processing answer (spec §5.2):
+    ``successProductOrderIds`` (or confirm's ``successProductOrderInfos``, whose
+    ``isReceiverAddressChanged`` lands in ``detail['receiver_address_changed']`` — R12) and
+    ``failProductOrderInfos``. An id in neither list is a retryable ``NO_RESULT``: re-read the
+    detail before repeating the write."""
+    data = data or {}
+    infos = {
+        str(i.get("productOrderId")): i
+        for i in data.get("successProductOrderInfos") or []
+        if isinstance(i, Mapping)
+    }
+    ok = {str(i) for i in data.get("successProductOrderIds") or []} | set(infos)
+    fails = {
+        str(f.get("productOrderId")): f
+        for f in data.get("failProductOrderInfos") or []
+        if isinstance(f, Mapping)
+    }
+    trace = {"trace_id": trace_id} if trace_id else {}
+    out = []
+    for unit in requested:
+        if unit in fails:
+            fail = fails[unit]
+            out.append(
+                ItemResult(
+                    unit,
+                    False,
+                    str(fail.get("code") or "9999"),
+                    str(fail.get("message") or ""),
+                    detail=dict(trace),
+                )
+            )
+        elif unit in ok:
+            detail: dict[str, Any] = dict(trace)
+            if unit in infos:
+                detail["receiver_address_changed"] = bool(
+                    infos[unit].get("isReceiverAddressChanged", False)
+                )
+            out.append(ItemResult(unit, True, detail=detail))
+        else:
+            out.append(
+                ItemResult(
+                    unit,
+                    False,
+                    "NO_RESULT",
+                    "naverpay answered nothing for this product order",
+                    retryable=True,
+                    detail=dict(trace),
+                )
+            )
+    return out

@@ -44,7 +44,12 @@ from connectors.errors import (
 from connectors.qoo10 import codes
 from connectors.qoo10.auth import SellerKeyManager
 from connectors.qoo10.cancels import CancelOperations
-from connectors.qoo10.dates import MAX_SEARCH_WINDOW, format_date, format_search_datetime, search_windows
+from connectors.qoo10.dates import (
+    MAX_SEARCH_WINDOW,
+    format_date,
+    format_search_datetime,
+    search_windows,
+)
 from connectors.qoo10.errors import KeyRejectedError
 from connectors.qoo10.mapping import (
     Row,
@@ -235,14 +240,18 @@ class Qoo10Client(CancelOperations, BaseHttpClient):
 
     def _failed(self, unit_id: str, exc: Exception, method: str | None = None) -> ItemResult:
         if isinstance(exc, RuleViolation):
-            return ItemResult(unit_id, False, code=exc.rule, message=str(exc), detail={"rule": exc.rule})
+            return ItemResult(
+                unit_id, False, code=exc.rule, message=str(exc), detail={"rule": exc.rule}
+            )
         assert isinstance(exc, ConnectorError)
         detail: dict[str, Any] = exc.as_dict()
         rule = getattr(exc, "rule", None)
         if method and exc.code and exc.code.lstrip("-").isdigit():
             code_rule = codes.code_rule(method, int(exc.code))
             if code_rule.already_done:
-                return ItemResult(unit_id, True, code=exc.code, message="already done", detail=detail)
+                return ItemResult(
+                    unit_id, True, code=exc.code, message="already done", detail=detail
+                )
             rule = rule or code_rule.rule
         if rule:
             detail["rule"] = rule

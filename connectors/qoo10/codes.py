@@ -121,13 +121,17 @@ RESULT_CODES: dict[tuple[str, int], CodeRule] = {
     ("ShippingBasic", SELLER_OR_ORDER_INVALID): CodeRule(
         ValidationError, "seller info not found (order not of this seller)"
     ),
-    ("ShippingBasic", ORDER_NOT_FOUND_OR_DATE_ERROR): CodeRule(ValidationError, "search date error"),
+    ("ShippingBasic", ORDER_NOT_FOUND_OR_DATE_ERROR): CodeRule(
+        ValidationError, "search date error"
+    ),
     ("ShippingBasic", PERIOD_TOO_LONG_OR_SELLER_INVALID): CodeRule(
         # Documented for GetClaimInfo_V3; assumed for GetShippingInfo_v3 (same 90-day rule).
         ValidationError,
         "search period exceeds 90 days",
     ),
-    ("ShippingBasic", BULK_TOO_LARGE): CodeRule(ValidationError, "more than 500 rows", confirmed=False),
+    ("ShippingBasic", BULK_TOO_LARGE): CodeRule(
+        ValidationError, "more than 500 rows", confirmed=False
+    ),
     ("ShippingBasic", ALREADY_CONFIRMED): CodeRule(
         # Documented for SetSellerCheckYNBulk (M); read as "the confirmation already holds".
         ConflictError,

@@ -65,23 +65,25 @@ def parse_qoo10_datetime(value: object) -> datetime | None:
         return None
     if "." in text and text.rsplit(".", 1)[1].isdigit():
         text = text.rsplit(".", 1)[0]
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        parsed = None
-        for fmt in _FORMATS:
-            try:
-                parsed = datetime.strptime(text, fmt)
-                break
-            except ValueError:
-                continue
-        if parsed is None:
-            raise ValueError(f"unknown Qoo10 date format: {text!r}") from None
+    parsed = _parse(text)
     if parsed.year in _EMPTY_YEARS:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=JST)
     return parsed.astimezone(JST)
+
+
+def _parse(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    for fmt in _FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    raise ValueError(f"unknown Qoo10 date format: {text!r}")
 
 
 def parse_search_datetime(value: str, *, end: bool = False) -> datetime:

@@ -60,9 +60,7 @@ CLAIM_CHANGES: dict[ClaimCode, tuple[ChangeKind, str]] = {
 }
 
 #: Change kinds keyed once per line (a line is cancelled / delivered / decided only once).
-_ONCE_PER_LINE = frozenset(
-    {ChangeKind.CANCELED, ChangeKind.DELIVERED, ChangeKind.PURCHASE_DECIDED}
-)
+_ONCE_PER_LINE = frozenset({ChangeKind.CANCELED, ChangeKind.DELIVERED, ChangeKind.PURCHASE_DECIDED})
 
 _CLAIM_TYPES: dict[ClaimCode, ClaimType] = {
     **dict.fromkeys(
@@ -91,9 +89,7 @@ _CLAIM_TYPES: dict[ClaimCode, ClaimType] = {
     ),
 }
 
-_CANCELED_CODES = frozenset(
-    {ClaimCode.CANCELLING, ClaimCode.CANCELED, ClaimCode.UNPAID_CANCELED}
-)
+_CANCELED_CODES = frozenset({ClaimCode.CANCELLING, ClaimCode.CANCELED, ClaimCode.UNPAID_CANCELED})
 
 
 # --- field access --------------------------------------------------------------------------------
@@ -387,36 +383,38 @@ def claim_changes(
         code = claim_code(raw)
         mapped = CLAIM_CHANGES.get(code) if code is not None else None
         if mapped is None:
-            at = completed or requested or end
-            if _in_window(at, start, end):
-                changes.append(_unknown(row, pack, order_no, at, account, f"claim {raw}"))
+            seen = completed or requested or end
+            if _in_window(seen, start, end):
+                changes.append(_unknown(row, pack, order_no, seen, account, f"claim {raw}"))
             continue
         kind, which = mapped
-        at = requested if which == "request" else completed
-        if at is None or not _in_window(at, start, end):
-            continue
+        facts = [(kind, requested if which == "request" else completed)]
+        if code == ClaimCode.WITHDRAWN:  # the request it closes is a fact too (same key)
+            facts.append((ChangeKind.CANCEL_REQUESTED, requested))
         request_stamp = _stamp(requested) if requested else "-"
-        key = (
-            _key(order_no, kind.value)
-            if kind in _ONCE_PER_LINE
-            else _key(order_no, kind.value, request_stamp)
-        )
-        carrier_name = text(row, "deliveryCompanyReturn")
-        changes.append(
-            ChannelChange(
-                channel=Channel.QOO10,
-                account=account,
-                change_key=key,
-                kind=kind,
-                channel_order_id=pack,
-                unit_ids=[order_no],
-                changed_at=at,
-                raw_type=raw,
-                claim_id=f"{order_no}:{request_stamp}",
-                reason=text(row, "reason") or None,
-                tracking_number=text(row, "trackingNoReturn") or None,
-                carrier=carrier_of(carrier_name),
-                extra={"claim_status": code.value if code is not None else raw},
+        for fact, at in facts:
+            if at is None or not _in_window(at, start, end):
+                continue
+            key = (
+                _key(order_no, fact.value)
+                if fact in _ONCE_PER_LINE
+                else _key(order_no, fact.value, request_stamp)
             )
-        )
+            changes.append(
+                ChannelChange(
+                    channel=Channel.QOO10,
+                    account=account,
+                    change_key=key,
+                    kind=fact,
+                    channel_order_id=pack,
+                    unit_ids=[order_no],
+                    changed_at=at,
+                    raw_type=raw,
+                    claim_id=f"{order_no}:{request_stamp}",
+                    reason=text(row, "reason") or None,
+                    tracking_number=text(row, "trackingNoReturn") or None,
+                    carrier=carrier_of(text(row, "deliveryCompanyReturn")),
+                    extra={"claim_status": code.value if code is not None else raw},
+                )
+            )
     return changes

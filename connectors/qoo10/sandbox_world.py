@@ -37,6 +37,14 @@ class ActionError(Exception):
     """A buyer / QSM action that is not possible in the order's current state."""
 
 
+class SearchError(Exception):
+    """Bad list-search bounds; ``answer`` is the (ResultCode, ResultMsg) to send."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.answer: Answer = (code, message)
+
+
 @dataclass
 class ClaimRecord:
     code: ClaimCode
@@ -141,7 +149,7 @@ class Qoo10World:
         payment_method: str = "Credit Card",
     ) -> SandboxOrder:
         """A new order line (state 2 when paid, 1 otherwise). Same ``pack_no`` = same cart."""
-        at = (paid_at.astimezone(JST).replace(microsecond=0) if paid_at else self.now())
+        at = paid_at.astimezone(JST).replace(microsecond=0) if paid_at else self.now()
         order_no = str(next(self._numbers))
         order = SandboxOrder(
             order_no=order_no,
@@ -325,7 +333,9 @@ class Qoo10World:
         if order.status in codes.DISPATCHED_STATUSES:
             if reason_code != codes.CANCEL_REASON_CODES["DELAYED_DELIVERY"]:
                 return codes.ORDER_STATUS_INVALID, "dispatched: only a delivery-delay refund"
-            order.claims.append(ClaimRecord(ClaimCode.RETURNED, "delivery delay", now, now, "seller"))
+            order.claims.append(
+                ClaimRecord(ClaimCode.RETURNED, "delivery delay", now, now, "seller")
+            )
             self.ledger.record("refund_after_dispatch", contr_no, memo=memo)
             return OK
         if reason_code == codes.BUYER_REQUEST_CANCEL_REASON:
@@ -353,17 +363,19 @@ class Qoo10World:
 
     # --- lookups -------------------------------------------------------------------------------
 
-    def window(self, start: str, end: str) -> tuple[datetime, datetime] | Answer:
-        """Parsed search bounds, or the error answer (-10002 bad date, -10003 > 90 days)."""
+    def window(self, start: str, end: str) -> tuple[datetime, datetime]:
+        """Parsed search bounds. Raises SearchError (-10002 bad date, -10003 over 90 days)."""
         try:
             lo = parse_search_datetime(start)
             hi = parse_search_datetime(end, end=True)
         except ValueError:
-            return codes.ORDER_NOT_FOUND_OR_DATE_ERROR, "Search Date Error"
+            raise SearchError(codes.ORDER_NOT_FOUND_OR_DATE_ERROR, "Search Date Error") from None
         if hi < lo:
-            return codes.ORDER_NOT_FOUND_OR_DATE_ERROR, "Search Date Error"
+            raise SearchError(codes.ORDER_NOT_FOUND_OR_DATE_ERROR, "Search Date Error")
         if hi - lo > timedelta(days=MAX_SEARCH_DAYS):
-            return codes.PERIOD_TOO_LONG_OR_SELLER_INVALID, "Searching period exceeds to 90 days."
+            raise SearchError(
+                codes.PERIOD_TOO_LONG_OR_SELLER_INVALID, "Searching period exceeds to 90 days."
+            )
         return lo, hi
 
     def visible(self, moment: datetime | None, lo: datetime, hi: datetime) -> bool:

@@ -1,0 +1,56 @@
+"""Windows and pages of the change feed (pure; the client does the HTTP).
+
+``last-changed-statuses`` takes an inclusive ``[lastChangedFrom, lastChangedTo]`` of at most
+24 h (spec §3.1; clients use 23 h 59 m to stay clear of the boundary) and pages with
+``more.moreFrom`` / ``more.moreSequence`` while keeping ``lastChangedTo`` fixed (§3.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from connectors.naverpay.dates import ONE_MS, format_dt, truncate_ms
+
+#: Default window: 23 h 59 m (what production clients use; the API refuses > 24 h).
+DEFAULT_WINDOW = timedelta(hours=23, minutes=59)
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime  # inclusive
+    end: datetime  # inclusive (Naver's lastChangedTo)
+
+
+def windows(since: datetime, until: datetime, span: timedelta = DEFAULT_WINDOW) -> list[Window]:
+    """Inclusive windows covering ``[since, until)`` at millisecond resolution, each no longer
+    than ``span``. Empty when ``until <= since``."""
+    if span <= ONE_MS:
+        raise ValueError("window span too small")
+    start, stop = truncate_ms(since), truncate_ms(until)
+    if stop < until:
+        stop += ONE_MS  # [since, until) with until not on a ms boundary
+    out: list[Window] = []
+    while start < stop:
+        end = min(start + span, stop) - ONE_MS
+        out.append(Window(start, end))
+        start = end + ONE_MS
+    return out
+
+
+def first_page_params(window: Window, page_size: int) -> dict[str, str]:
+    return {
+        "lastChangedFrom": format_dt(window.start),
+        "lastChangedTo": format_dt(window.end),
+        "limitCount": str(page_size),
+    }
+
+
+def next_page_params(params: Mapping[str, str], more: Mapping[str, Any]) -> dict[str, str]:
+    """The request after a page that answered ``more``: same ``lastChangedTo``."""
+    nxt = dict(params)
+    nxt["lastChangedFrom"] = str(more["moreFrom"])
+    nxt["moreSequence"] = str(more["moreSequence"])
+    return nxt
