@@ -106,6 +106,13 @@ def build(settings: Settings, bootstrap: str) -> tuple[faust.App, Runtime]:
 
     _register_timer(app, "rules_timers", 300.0, rules_timers)
 
+    @app.timer(15.0, name="store_gauges")
+    async def store_gauges() -> None:
+        try:
+            await metrics.refresh_store_gauges(runtime.sessions)
+        except Exception:
+            log.exception("refreshing store gauges failed")
+
     started = time.monotonic()
     ready = {"logged": False}
 

@@ -46,3 +46,36 @@ CHANGES_INGESTED = Counter(
     "channelsync_changes_ingested_total", "Marketplace changes found by polling", ["channel", "kind", "new"]
 )
 STALE_INVOICES = Gauge("channelsync_stale_invoices", "Invoices with no carrier scan after STALE_INVOICE_AFTER_SECONDS")
+
+
+async def refresh_store_gauges(sessions: object) -> None:
+    """Ledger-by-state and hold gauges, read from the store (the store is the truth)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from store.ledger import OpState
+    from store.models import ChannelOp, Hold
+
+    async with sessions() as session:  # type: ignore[operator]
+        rows = (
+            await session.execute(
+                select(ChannelOp.channel, ChannelOp.state, func.count()).group_by(ChannelOp.channel, ChannelOp.state)
+            )
+        ).all()
+        holds = (
+            await session.execute(select(func.count(), func.min(Hold.raised_at)).where(Hold.released_at.is_(None)))
+        ).one()
+    seen = set()
+    for channel, state, n in rows:
+        LEDGER_OPS.labels(channel, state).set(n)
+        seen.add((channel, state))
+    for channel in {c for c, _ in seen}:
+        for state in OpState:
+            if (channel, state.value) not in seen:
+                LEDGER_OPS.labels(channel, state.value).set(0)
+    count, oldest = holds
+    OPEN_HOLDS.set(count or 0)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    OLDEST_HOLD_SECONDS.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)

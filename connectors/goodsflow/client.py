@@ -197,7 +197,8 @@ class GoodsflowClient(BaseHttpClient):
     async def _item_results(
         self, env: dict[str, Any], unique_ids: list[str]
     ) -> list[WaybillResult]:
-        """One result per unique id; "duplicate" refusals are read back in one lookup."""
+        """One result per unique id; "duplicate" refusals are read back in one lookup (a
+        cancelled registration is not handed back: its unique id must not be reused)."""
         data = env.get("data") if isinstance(env.get("data"), dict) else {}
         rows = {int(r.get("idx", i)): r for i, r in enumerate((data or {}).get("items") or [])}
         if not rows and not env.get("success"):
@@ -225,7 +226,7 @@ class GoodsflowClient(BaseHttpClient):
             }
             for n, result in enumerate(results):
                 wb = existing.get(result.unique_id)
-                if not result.ok and wb is not None:
+                if not result.ok and wb is not None and wb.status != "CANCELED":
                     results[n] = WaybillResult(
                         result.unique_id, True, wb.service_id, wb.invoice_no, duplicate=True
                     )

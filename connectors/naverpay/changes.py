@@ -299,9 +299,7 @@ def _order_facts(facts: _Facts, order_id: str, group: list[Mapping[str, Any]]) -
     )
 
 
-def _product_order_facts(
-    facts: _Facts, detail: Mapping[str, Any], entry: FeedEntry | None
-) -> None:
+def _product_order_facts(facts: _Facts, detail: Mapping[str, Any], entry: FeedEntry | None) -> None:
     po = detail.get("productOrder") or {}
     order = detail.get("order") or {}
     po_id, order_id = str(po.get("productOrderId", "")), str(order.get("orderId", ""))
@@ -366,7 +364,9 @@ def _claim_facts(
     block = claim.block
     kind = claim_kind(claim.claim_type, claim.claim_status)
     phase = "REQUESTED" if claim.claim_status in REQUEST_PHASE else claim.claim_status
-    claim_id = claim.claim_id or stamp(parse_opt(block.get("claimRequestDate")) or fallback or facts.now)
+    claim_id = claim.claim_id or stamp(
+        parse_opt(block.get("claimRequestDate")) or fallback or facts.now
+    )
     at = _claim_time(block, claim.claim_status) or fallback
     reason = block.get("cancelReason") or block.get("returnReason") or block.get("exchangeReason")
     extra: dict[str, Any] = {

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from connectors.base import parse_retry_after, status_error
-from connectors.errors import ConflictError, ConnectorError
+from connectors.errors import ConflictError, ConnectorError, RetryableError
 from connectors.naverpay.endpoints import CONFLICT_CODES
 
 TRACE_HEADER = "GNCP-GW-Trace-ID"
@@ -93,3 +93,8 @@ def _text(value: object) -> str | None:
     if value is None or value == "":
         return None
     return str(value)
+
+
+class WriteOutcomeUnknownError(RetryableError):
+    """A write timed out or got a 5xx that does not prove it was refused: Naver may or may not
+    have executed it. Retryable, but only after re-reading the product order's state."""

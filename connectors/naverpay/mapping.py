@@ -164,8 +164,8 @@ def is_guest_order(detail: Mapping[str, Any]) -> bool:
     return True
 
 
-def member_grade(detail: Mapping[str, Any]) -> None:
-    """R19: no member grade accrues for Naver orders (the API has no such field)."""
+def member_grade(detail: Mapping[str, Any]) -> str | None:
+    """R19: no member grade accrues for Naver orders (the API has no such field): None."""
     return None
 
 

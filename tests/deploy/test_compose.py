@@ -47,3 +47,28 @@ def test_prometheus_scrapes_the_worker_metrics_port() -> None:
 def test_state_machine_doc_is_generated_from_the_code() -> None:
     doc = (ROOT / "docs" / "state-machine.md").read_text()
     assert doc.endswith(render_transition_table())
+
+
+def test_dashboard_queries_name_existing_metrics() -> None:
+    """Every PromQL expression in the Grafana dashboard names a metric channelsync exports."""
+    import json
+    import re
+
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from channelsync import metrics
+
+    exported: set[str] = set()
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            for desc in value.describe():
+                suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+                exported.update(desc.name + s for s in suffixes.get(desc.type, [""]))
+    dash = json.loads((ROOT / "deploy/grafana/dashboards/channelsync.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    for expr in exprs:
+        names = re.findall(r"channelsync_[a-z_]+", expr)
+        assert names, expr
+        for name in names:
+            assert name in exported, name

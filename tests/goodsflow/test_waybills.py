@@ -175,3 +175,13 @@ async def test_unknown_ids_are_absent_from_lookups(client: GoodsflowClient) -> N
     assert await client.get_waybills(["nope"], IdType.UNIQUE_ID) == []
     [res] = await client.cancel_waybills(["00000000000000000000"])
     assert not res.ok and "unknown" in res.message
+
+
+async def test_s1_unique_id_of_a_cancelled_waybill_is_not_reused(
+    client: GoodsflowClient, sandbox: GoodsflowSandbox
+) -> None:
+    """A re-issue must use a new unique id: the cancelled registration is not handed back."""
+    [first] = await client.request_waybills([waybill("line-cx")])
+    await client.cancel_waybills([first.service_id or ""])
+    [again] = await client.request_waybills([waybill("line-cx")])
+    assert not again.ok and not again.duplicate and "duplicate" in again.message

@@ -1,0 +1,640 @@
+"""The Naver Commerce API client (Naver Pay order-type checkout), a ``MarketplaceConnector``.
+
+Transport promises (on top of :class:`connectors.base.BaseHttpClient`):
+
+* every call carries ``Authorization: Bearer`` from :class:`~connectors.naverpay.auth.TokenProvider`;
+  a 401 renews the token and repeats the request **once**; a second 401 raises
+  ``AuthenticationError``;
+* each endpoint has its own token bucket (``rate_per_second``, ``endpoint_rates``), as Naver
+  counts per API;
+* **reads** (feed, detail) are retried on 429 / 5xx / timeouts with backoff, ``Retry-After``
+  honoured; **writes** are retried in place only when Naver certainly did not execute them
+  (429, 503, connection refused). A timeout or other 5xx on a write leaves its outcome unknown:
+  it raises ``RetryableError`` at once, without resending, and the caller re-reads the product
+  order (:meth:`NaverPayClient.claim_states`) before deciding (spec §6.4: claim writes are
+  irreversible);
+* 4xx answers raise ``PermanentError`` subclasses carrying Naver's ``code``, ``message`` and
+  ``traceId``, never retried; no credential appears in an error or a log line.
+
+Write operations answer one :class:`ItemResult` per product order. Per-item refusals (Naver's
+``failProductOrderInfos``, a 4xx on a per-id endpoint, a local R18 check) are results, not
+exceptions. A retryable failure raises when nothing of the call was done yet; after a partial
+success the remaining items come back as retryable results instead, so no success is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+
+from connectors.base import DEFAULT_RETRY_POLICY, BaseHttpClient, RateLimiter, RetryPolicy
+from connectors.contract import ClaimState, DispatchItem, ItemResult, UnsupportedOperationError
+from connectors.errors import (
+    AuthenticationError,
+    PermanentError,
+    RetryableError,
+    ValidationError,
+)
+from connectors.naverpay import endpoints as ep
+from connectors.naverpay.auth import TokenProvider
+from connectors.naverpay.changes import FeedEntry, build_changes, latest_per_product_order
+from connectors.naverpay.dates import KST, format_dt
+from connectors.naverpay.errors import (
+    NOT_EXECUTED_STATUSES,
+    WriteOutcomeUnknownError,
+    error_from_response,
+    json_body,
+)
+from connectors.naverpay.feed import (
+    DEFAULT_WINDOW,
+    first_page_params,
+    next_page_params,
+    windows,
+)
+from connectors.naverpay.mapping import (
+    DELIVERY_METHOD_BY_KIND,
+    CancelUnit,
+    claim_state,
+    dispatch_payload,
+    item_results,
+    naver_cancel_reason,
+    naver_carrier_code,
+    plan_cancel,
+)
+from store.domain import Channel, InvoiceKind
+from store.errors import InvalidInvoiceError
+from store.invoices import validate_invoice
+from topics.changes import ChannelChange
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Json = dict[str, Any]
+
+#: Collect method of a seller-requested return (R16 conversion): Naver's designated courier.
+DEFAULT_COLLECT_METHOD = "RETURN_DESIGNATED"
+_MAX_CACHED_ORDERS = 20_000
+_KEEP_TOKENS = 4
+_UNKNOWN = "write outcome unknown, re-read the product order before repeating"
+
+
+@dataclass(frozen=True)
+class _Unknown:
+    """A write whose outcome is unknown, smuggled past the base retry loop."""
+
+    error: WriteOutcomeUnknownError
+
+
+class NaverPayClient(BaseHttpClient):
+    """Naver Commerce API seller client. See the module docstring for its promises."""
+
+    connector_name = "naverpay"
+    channel = Channel.NAVERPAY
+    max_dispatch_batch = ep.WRITE_BATCH_MAX
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        account: str = "default",
+        timeout: float = 10.0,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        rate_per_second: float | None = ep.DOCUMENTED_RATE,
+        endpoint_rates: Mapping[str, float] | None = None,
+        clock: Callable[[], float] | None = None,
+        token_type: str = "SELF",
+        seller_account_id: str | None = None,
+        feed_window: Any = DEFAULT_WINDOW,
+        feed_page_size: int = ep.FEED_PAGE_MAX,
+        max_feed_pages: int = 10_000,
+        detail_batch: int = ep.QUERY_BATCH_MAX,
+        complete_orders: bool = True,
+        prevalidate_invoices: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        observer: Any = None,
+    ) -> None:
+        if not 1 <= feed_page_size <= ep.FEED_PAGE_MAX:
+            raise ValueError(f"feed_page_size is 1..{ep.FEED_PAGE_MAX}")
+        if not 1 <= detail_batch <= ep.QUERY_BATCH_MAX:
+            raise ValueError(f"detail_batch is 1..{ep.QUERY_BATCH_MAX}")
+        super().__init__(
+            base_url,
+            timeout=timeout,
+            retry=retry,
+            limiter=RateLimiter(rate_per_second, dict(endpoint_rates or {})),
+            secrets=[client_secret],
+            transport=transport,
+            observer=observer,
+        )
+        self.account = account
+        self.clock = clock or time.time
+        self.feed_window = feed_window
+        self.feed_page_size = feed_page_size
+        self.max_feed_pages = max_feed_pages
+        self.detail_batch = detail_batch
+        self.complete_orders = complete_orders
+        self.prevalidate_invoices = prevalidate_invoices
+        self._order_units: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self.tokens = TokenProvider(
+            self.http,
+            client_id,
+            client_secret,
+            token_path=ep.path("token"),
+            token_type=token_type,
+            seller_account_id=seller_account_id,
+            clock=self.clock,
+            send=self._send_token_request,
+            on_token=self._remember_secret,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> NaverPayClient:
+        """A client configured from :class:`channelsync.settings.Settings` (``NAVERPAY_*``)."""
+        kw: dict[str, Any] = {
+            "account": settings.naverpay_account_id,
+            "timeout": settings.http_timeout_seconds,
+            "retry": RetryPolicy(
+                max_attempts=settings.retry_max_attempts,
+                backoff_base=settings.retry_backoff_base_seconds,
+                backoff_max=settings.retry_backoff_max_seconds,
+            ),
+            "rate_per_second": settings.naverpay_rate_per_second,
+        }
+        kw.update(overrides)
+        return cls(
+            settings.naverpay_api_url,
+            settings.naverpay_client_id,
+            settings.naverpay_client_secret.get_secret_value(),
+            **kw,
+        )
+
+    # --- transport -------------------------------------------------------------------------------
+    def _remember_secret(self, token: str) -> None:
+        self._secrets.append(token)
+        del self._secrets[1 : max(1, len(self._secrets) - _KEEP_TOKENS)]
+
+    async def _send_token_request(
+        self, once: Callable[[], Awaitable[httpx.Response]]
+    ) -> httpx.Response:
+        """One token request through the ``token`` bucket; 429/5xx raise (the outer call
+        retries), any other answer is returned for the provider to judge."""
+        await self.limiter.acquire("token")
+        self.stats.by_endpoint["token"] = self.stats.by_endpoint.get("token", 0) + 1
+        try:
+            resp = await once()
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"naverpay token: transport error {type(exc).__name__}") from None
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise error_from_response(resp, "token", redact=self.redact)
+        return resp
+
+    def _headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    async def _exchange(
+        self, method: str, url: str, params: Mapping[str, Any] | None, body: Any
+    ) -> httpx.Response:
+        token = await self.tokens.get()
+        resp = await self.http.request(
+            method, url, params=params, json=body, headers=self._headers(token)
+        )
+        if resp.status_code == 401:
+            log.info("naverpay %s answered 401: renewing the token once", url)
+            await self.tokens.invalidate(token)
+            token = await self.tokens.get()
+            resp = await self.http.request(
+                method, url, params=params, json=body, headers=self._headers(token)
+            )
+        return resp
+
+    async def _request(
+        self,
+        endpoint: str,
+        *,
+        ids: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        write: bool = False,
+    ) -> Json:
+        """One logical call; returns the JSON body. See the module docstring for retries."""
+        method = ep.ENDPOINTS[endpoint][0]
+        url = ep.path(endpoint, **(ids or {}))
+
+        async def send() -> Json | _Unknown:
+            try:
+                resp = await self._exchange(method, url, params, body)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                raise RetryableError(
+                    f"naverpay {endpoint}: not connected ({type(exc).__name__})"
+                ) from None
+            except httpx.HTTPError as exc:
+                if write:
+                    return _Unknown(
+                        WriteOutcomeUnknownError(
+                            f"naverpay {endpoint}: {type(exc).__name__}; {_UNKNOWN}"
+                        )
+                    )
+                raise RetryableError(f"naverpay {endpoint}: {type(exc).__name__}") from None
+            if resp.status_code >= 400:
+                error = error_from_response(resp, endpoint, redact=self.redact)
+                if (
+                    write
+                    and isinstance(error, RetryableError)
+                    and resp.status_code not in NOT_EXECUTED_STATUSES
+                ):
+                    return _Unknown(
+                        WriteOutcomeUnknownError(
+                            f"{error.message}; {_UNKNOWN}",
+                            code=error.code,
+                            trace_id=error.trace_id,
+                            status=error.status,
+                        )
+                    )
+                raise error
+            return json_body(resp)
+
+        result = await self.call(endpoint, send)
+        if isinstance(result, _Unknown):
+            self.stats.failures += 1
+            log.warning("%s", result.error)
+            raise result.error
+        return result
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    # --- reads -----------------------------------------------------------------------------------
+    async def feed_entries(self, since: datetime, until: datetime) -> list[FeedEntry]:
+        """Every feed entry with ``since <= lastChangedDate < until``, all windows and pages
+        (entries of product orders whose record moved between pages may repeat)."""
+        out: list[FeedEntry] = []
+        for window in windows(since, until, self.feed_window):
+            params = first_page_params(window, self.feed_page_size)
+            for _page in range(self.max_feed_pages):
+                data = (await self._request("last_changed", params=params)).get("data") or {}
+                items = data.get("lastChangeStatuses") or []
+                for item in items:
+                    try:
+                        entry = FeedEntry.from_json(item)
+                    except ValueError as exc:
+                        log.warning("naverpay feed item skipped: %s", exc)
+                        continue
+                    if since <= entry.changed_at < until:
+                        out.append(entry)
+                more = data.get("more")
+                if not more:
+                    break
+                if not items:
+                    log.warning("naverpay feed answered 'more' with an empty page; stopping")
+                    break
+                params = next_page_params(params, more)
+            else:
+                log.error("naverpay feed: %d pages in one window, stopping", self.max_feed_pages)
+        return out
+
+    async def product_orders(self, unit_ids: Sequence[str]) -> dict[str, Json]:
+        """Details by productOrderId, in batches of ``detail_batch``; ids Naver does not return
+        (unknown / foreign) are absent from the answer."""
+        wanted = list(dict.fromkeys(unit_ids))
+        out: dict[str, Json] = {}
+        for i in range(0, len(wanted), self.detail_batch):
+            chunk = wanted[i : i + self.detail_batch]
+            body = {"productOrderIds": chunk, "quantityClaimCompatibility": True}
+            data = (await self._request("query", body=body)).get("data") or []
+            for detail in data:
+                po_id = (detail.get("productOrder") or {}).get("productOrderId")
+                if po_id:
+                    out[str(po_id)] = detail
+        return out
+
+    async def product_order_ids(self, order_id: str) -> tuple[str, ...]:
+        """All product orders of an order (cached: the set is fixed once the order exists)."""
+        cached = self._order_units.get(order_id)
+        if cached is not None:
+            self._order_units.move_to_end(order_id)
+            return cached
+        data = await self._request("product_order_ids", ids={"order_id": order_id})
+        units = tuple(str(u) for u in data.get("data") or [])
+        self._order_units[order_id] = units
+        while len(self._order_units) > _MAX_CACHED_ORDERS:
+            self._order_units.popitem(last=False)
+        return units
+
+    async def changes_since(self, since: datetime, until: datetime) -> list[ChannelChange]:
+        """Facts behind every feed entry changed in ``[since, until)`` (R17), built from the
+        product-order detail, never from the feed's possibly stale status. Facts carry their own
+        times and stable ``change_key`` s; callers de-duplicate by key. With
+        ``complete_orders`` an ORDER_PAID lists every product order of its order."""
+        latest = latest_per_product_order(await self.feed_entries(since, until))
+        details = await self.product_orders(list(latest))
+        if self.complete_orders:
+            missing: list[str] = []
+            for order_id in sorted({e.order_id for e in latest.values()}):
+                if not any(
+                    (d.get("order") or {}).get("orderId") == order_id
+                    and (d.get("order") or {}).get("paymentDate")
+                    for d in details.values()
+                ):
+                    continue
+                units = await self.product_order_ids(order_id)
+                missing.extend(u for u in units if u not in details)
+            if missing:
+                details.update(await self.product_orders(missing))
+        return build_changes(latest.values(), details, account=self.account, now=self._now())
+
+    async def claim_states(self, unit_ids: Sequence[str]) -> dict[str, ClaimState]:
+        """R29: the current claim view of each product order (absent: Naver did not return it)."""
+        return {u: claim_state(d) for u, d in (await self.product_orders(unit_ids)).items()}
+
+    # --- write helpers ---------------------------------------------------------------------------
+    async def _each(
+        self,
+        items: Sequence[T],
+        unit_of: Callable[[T], str],
+        size: int,
+        op: Callable[[Sequence[T]], Awaitable[list[ItemResult]]],
+    ) -> list[ItemResult]:
+        chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
+        results: list[ItemResult] = []
+        for n, chunk in enumerate(chunks):
+            try:
+                results.extend(await op(chunk))
+            except AuthenticationError:
+                raise
+            except RetryableError as exc:
+                if not results:
+                    raise
+                for rest in chunks[n:]:
+                    for item in rest:
+                        unknown = rest is chunk and isinstance(exc, WriteOutcomeUnknownError)
+                        results.append(
+                            ItemResult(
+                                unit_of(item),
+                                False,
+                                exc.code or "RETRYABLE",
+                                str(exc),
+                                retryable=True,
+                                detail={"outcome_unknown": unknown},
+                            )
+                        )
+                break
+            except PermanentError as exc:
+                detail = {"trace_id": exc.trace_id} if exc.trace_id else {}
+                results.extend(
+                    ItemResult(unit_of(i), False, exc.code, exc.message, detail=dict(detail))
+                    for i in chunk
+                )
+        return results
+
+    async def _per_id(
+        self,
+        endpoint: str,
+        unit_ids: Sequence[str],
+        body: Callable[[str], Json | None] = lambda _u: None,
+    ) -> list[ItemResult]:
+        async def op(chunk: Sequence[str]) -> list[ItemResult]:
+            unit = chunk[0]
+            answer = await self._request(endpoint, ids={"id": unit}, body=body(unit), write=True)
+            return item_results(answer.get("data"), [unit], trace_id=answer.get("traceId"))
+
+        return await self._each(list(dict.fromkeys(unit_ids)), str, 1, op)
+
+    # --- writes: placement and dispatch ------------------------------------------------------------
+    async def confirm_orders(self, unit_ids: Sequence[str]) -> list[ItemResult]:
+        """Placement confirmation (발주확인), ≤ 30 per call. ``detail['receiver_address_changed']``
+        is Naver's address-change flag (R12: the caller raises the delivery hold)."""
+
+        async def op(chunk: Sequence[str]) -> list[ItemResult]:
+            answer = await self._request(
+                "confirm", body={"productOrderIds": list(chunk)}, write=True
+            )
+            return item_results(answer.get("data"), chunk, trace_id=answer.get("traceId"))
+
+        return await self._each(list(dict.fromkeys(unit_ids)), str, ep.WRITE_BATCH_MAX, op)
+
+    def _precheck(self, item: DispatchItem) -> tuple[DispatchItem | None, ItemResult | None]:
+        if item.kind is InvoiceKind.PARCEL and naver_carrier_code(item.carrier) is None:
+            return None, ItemResult(
+                item.unit_id, False, "CARRIER_UNSUPPORTED", f"{item.carrier} has no Naver code"
+            )
+        if self.prevalidate_invoices and item.kind is InvoiceKind.PARCEL:
+            try:
+                number = validate_invoice(item.carrier, item.tracking_number, item.kind)
+            except InvalidInvoiceError as exc:
+                return None, ItemResult(
+                    item.unit_id,
+                    False,
+                    "R18",
+                    exc.message,
+                    detail={"rule": "R18", "check": exc.check, "sent": False},
+                )
+            item = replace(item, tracking_number=number)
+        return item, None
+
+    async def dispatch(self, items: Sequence[DispatchItem]) -> list[ItemResult]:
+        """Register dispatches, ≤ 30 per call (more are split). A product order with an open
+        buyer cancel request is dispatched and its cancel refused by Naver (R29: check
+        :meth:`claim_states` first). Invoices failing the carrier's number rule are refused
+        locally without a call (R18, ``code='R18'``) unless ``prevalidate_invoices`` is off."""
+        results: list[ItemResult] = []
+        ready: list[DispatchItem] = []
+        seen: set[str] = set()
+        for item in items:
+            if item.unit_id in seen:
+                results.append(
+                    ItemResult(item.unit_id, False, ep.CODE_DUPLICATE_ID, "duplicate in request")
+                )
+                continue
+            seen.add(item.unit_id)
+            checked, refused = self._precheck(item)
+            if refused is not None:
+                results.append(refused)
+            elif checked is not None:
+                ready.append(checked)
+
+        async def op(chunk: Sequence[DispatchItem]) -> list[ItemResult]:
+            body = {"dispatchProductOrders": [dispatch_payload(i) for i in chunk]}
+            answer = await self._request("dispatch", body=body, write=True)
+            return item_results(
+                answer.get("data"), [i.unit_id for i in chunk], trace_id=answer.get("traceId")
+            )
+
+        sent = await self._each(ready, lambda i: i.unit_id, self.max_dispatch_batch, op)
+        return sent + results
+
+    async def delay_dispatch(
+        self, unit_ids: Sequence[str], due_date: date, reason: str, detail: str
+    ) -> list[ItemResult]:
+        """R13: dispatch delay, one request per product order (Naver has no batch form); the
+        caller passes one order's product orders. ``reason`` is Naver's
+        ``delayedDispatchReason`` enum (``ValidationError`` otherwise, before any call)."""
+        if reason not in ep.DELAY_REASONS:
+            raise ValidationError(
+                f"naverpay delay reason {reason!r} not in {sorted(ep.DELAY_REASONS)}",
+                code=ep.CODE_BAD_REQUEST,
+            )
+        if not detail.strip():
+            raise ValidationError(
+                "naverpay delay needs a detailed reason", code=ep.CODE_BAD_REQUEST
+            )
+        due = format_dt(datetime.combine(due_date, dtime(23, 59, 59), KST))
+        body = {
+            "dispatchDueDate": due,
+            "delayedDispatchReason": reason,
+            "dispatchDelayedDetailedReason": detail[:300],
+        }
+        return await self._per_id("delay", unit_ids, lambda _u: body)
+
+    # --- writes: cancels ---------------------------------------------------------------------------
+    async def cancel(
+        self, unit_ids: Sequence[str], reason: str, buyer_message: str | None = None
+    ) -> list[ItemResult]:
+        """Seller cancel of whole product orders (R16). A product order Naver shows dispatched
+        is sent as a return request instead (``detail['converted_to_return']``)."""
+        naver_reason = naver_cancel_reason(reason)
+        units = list(dict.fromkeys(unit_ids))
+        states = await self.claim_states(units)
+        plan = plan_cancel(
+            [CancelUnit(u, 1, 1, bool(states.get(u) and states[u].dispatched)) for u in units]
+        )
+        text = (buyer_message or reason)[:500]
+        results = await self._per_id(
+            "cancel_request",
+            plan.cancel,
+            lambda _u: {"cancelReason": naver_reason, "cancelDetailedReason": text},
+        )
+        if plan.returns:
+            returned = await self.return_request(plan.returns, naver_reason, detail=text)
+            results += [
+                replace(r, detail={**r.detail, "converted_to_return": True, "rule": "R16"})
+                for r in returned
+            ]
+        return results
+
+    async def approve_cancel(self, unit_ids: Sequence[str]) -> list[ItemResult]:
+        """Approve buyer cancel requests (refund follows)."""
+        return await self._per_id("cancel_approve", unit_ids)
+
+    async def reject_cancel(self, unit_ids: Sequence[str], reason: str) -> list[ItemResult]:
+        """Not offered by Naver: there is no ``claim/cancel/reject`` endpoint. On Naver a buyer
+        cancel request is refused by *dispatching* the product order (R29), so the operator's
+        "refuse the cancel and ship" decision is a dispatch. Always raises
+        :class:`UnsupportedOperationError`."""
+        raise UnsupportedOperationError(
+            "naverpay has no cancel-reject API: a buyer cancel request is refused by "
+            "dispatching the product order (R29); send the dispatch with the claim check "
+            "overridden instead",
+            code="UNSUPPORTED",
+        )
+
+    # --- writes: returns (R14) -----------------------------------------------------------------
+    async def return_request(
+        self,
+        unit_ids: Sequence[str],
+        reason: str,
+        *,
+        detail: str = "",
+        collect_method: str = DEFAULT_COLLECT_METHOD,
+    ) -> list[ItemResult]:
+        """Seller-initiated return of dispatched product orders (whole quantity)."""
+        if reason not in ep.RETURN_REASONS:
+            raise ValidationError(f"naverpay return reason {reason!r} not allowed", code="4000")
+        body: Json = {"returnReason": reason, "collectDeliveryMethod": collect_method}
+        if detail:
+            body["returnDetailedReason"] = detail[:500]
+        return await self._per_id("return_request", unit_ids, lambda _u: body)
+
+    async def return_hold(
+        self,
+        unit_ids: Sequence[str],
+        reason: str = "RETURN_DELIVERYFEE",
+        fee: Decimal | int | str | None = None,
+        detail: str | None = None,
+    ) -> list[ItemResult]:
+        """R14: hold returns (반품보류) for a fee. ``reason`` is ``holdbackClassType``."""
+        body = _holdback_body(reason, fee, detail, "Return")
+        return await self._per_id("return_holdback", unit_ids, lambda _u: body)
+
+    async def return_hold_release(self, unit_ids: Sequence[str]) -> list[ItemResult]:
+        """R14: release the hold (Naver resets the held fee)."""
+        return await self._per_id("return_holdback_release", unit_ids)
+
+    async def return_approve(self, unit_ids: Sequence[str]) -> list[ItemResult]:
+        """Complete returns (refund). Allowed while held when the fee is deducted (R14)."""
+        return await self._per_id("return_approve", unit_ids)
+
+    async def return_reject(self, unit_ids: Sequence[str], reason: str) -> list[ItemResult]:
+        if not reason.strip():
+            raise ValidationError("naverpay return reject needs a reason", code="4000")
+        return await self._per_id(
+            "return_reject", unit_ids, lambda _u: {"rejectReturnReason": reason[:500]}
+        )
+
+    # --- writes: exchanges -----------------------------------------------------------------------
+    async def exchange_collect_approve(self, unit_ids: Sequence[str]) -> list[ItemResult]:
+        """Confirm the exchanged goods were collected (``COLLECT_DONE``)."""
+        return await self._per_id("exchange_collect_approve", unit_ids)
+
+    async def exchange_redeliver(self, items: Sequence[DispatchItem]) -> list[ItemResult]:
+        """Re-ship exchanged product orders (one call each)."""
+        by_unit = {i.unit_id: i for i in items}
+
+        def body(unit: str) -> Json:
+            item = by_unit[unit]
+            payload: Json = {"reDeliveryMethod": DELIVERY_METHOD_BY_KIND[item.kind]}
+            if payload["reDeliveryMethod"] == "DELIVERY":
+                payload["reDeliveryCompany"] = naver_carrier_code(item.carrier)
+                payload["reDeliveryTrackingNumber"] = item.tracking_number
+            return payload
+
+        return await self._per_id("exchange_dispatch", list(by_unit), body)
+
+    async def exchange_reject(self, unit_ids: Sequence[str], reason: str) -> list[ItemResult]:
+        if not reason.strip():
+            raise ValidationError("naverpay exchange reject needs a reason", code="4000")
+        return await self._per_id(
+            "exchange_reject", unit_ids, lambda _u: {"rejectExchangeReason": reason[:500]}
+        )
+
+    async def exchange_hold(
+        self,
+        unit_ids: Sequence[str],
+        reason: str = "EXCHANGE_DELIVERYFEE",
+        fee: Decimal | int | str | None = None,
+        detail: str | None = None,
+    ) -> list[ItemResult]:
+        body = _holdback_body(reason, fee, detail, "Exchange")
+        return await self._per_id("exchange_holdback", unit_ids, lambda _u: body)
+
+    async def exchange_hold_release(self, unit_ids: Sequence[str]) -> list[ItemResult]:
+        return await self._per_id("exchange_holdback_release", unit_ids)
+
+
+def _holdback_body(
+    reason: str, fee: Decimal | int | str | None, detail: str | None, kind: str
+) -> Json:
+    """Hold bodies differ only by the ``Return`` / ``Exchange`` infix (spec §5.1)."""
+    if reason not in ep.HOLDBACK_CLASSES:
+        raise ValidationError(
+            f"naverpay holdbackClassType {reason!r} not in {sorted(ep.HOLDBACK_CLASSES)}",
+            code="4000",
+        )
+    amount = int(Decimal(str(fee))) if fee not in (None, "") else None
+    if amount is not None and amount < 0:
+        raise ValidationError("a hold fee cannot be negative", code="4000")
+    text = detail or (f"{kind.lower()} fee {amount} won" if amount is not None else reason)
+    body: Json = {"holdbackClassType": reason, f"holdback{kind}DetailReason": text[:500]}
+    if amount is not None:
+        body[f"extra{kind}FeeAmount"] = amount
+    return body
