@@ -29,10 +29,11 @@ from connectors.contract import DispatchItem, ItemResult, MarketplaceConnector
 from connectors.errors import ConnectorError, PermanentError, RetryableError
 from store import ledger, repo
 from store import outbound as ob
+from store.apply_changes import channel_of_order
 from store.carriers import Carrier
 from store.domain import Channel, ClaimStatus, InvoiceKind, LineStatus
 from store.ledger import OpState
-from store.models import ChannelOp, Claim, utcnow
+from store.models import ChannelOp, Claim, Invoice, utcnow
 from topics.envelope import Envelope
 from topics.results import Outcome
 
@@ -81,6 +82,8 @@ class Dispatcher:
         tasks = []
         for (channel, action), group in groups.items():
             connector = self.rt.connectors.get(channel)
+            if connector is None and channel == "goodsflow":
+                connector = self.rt.goodsflow
             if connector is None:
                 continue
             tasks.append(self._run_group(connector, action, group))
@@ -110,7 +113,7 @@ class Dispatcher:
                 if op is None or op.state not in (OpState.PENDING, OpState.RETRY, OpState.SENT):
                     continue
                 order = await repo.get_order(session, op.order_id)
-                if op.action == ob.DISPATCH and order.on_hold:
+                if op.action in (ob.DISPATCH, ob.REQUEST_WAYBILL) and order.on_hold:
                     ledger.mark_parked(op, {"rule": "R12", "message": "order on delivery hold"})
                     continue
                 ready.append(op)
@@ -248,7 +251,7 @@ class Dispatcher:
             type=f"op.{op.action}",
             occurred_at=datetime.now(UTC),
             order_id=op.order_id,
-            channel=Channel(op.channel),
+            channel=channel_of_order(op.order_id),
             payload={},
         )
         detail = {"op_id": op.id, "idempotency_key": op.idempotency_key, "attempts": op.attempts}
@@ -264,7 +267,7 @@ def _uuid(value: str) -> uuid.UUID:
 
 
 def _item(r: ItemResult) -> dict[str, Any]:
-    return {"unit_id": r.unit_id, "ok": r.ok, "code": r.code, "message": r.message}
+    return {"unit_id": r.unit_id, "ok": r.ok, "code": r.code, "message": r.message, **r.detail}
 
 
 def _op_units(op: ChannelOp) -> list[str]:
@@ -330,6 +333,8 @@ async def _call(connector: MarketplaceConnector, action: str, ops: list[ChannelO
         ]
         return await connector.dispatch(items)
     units = p.get("unit_ids", [])
+    if action == ob.REQUEST_WAYBILL:
+        return await _request_waybills(connector, ops)
     if action == ob.DELAY:
         return await connector.delay_dispatch(units, date.fromisoformat(p["due_date"]), p["reason"], p["detail"])
     if action == ob.CANCEL:
@@ -351,12 +356,48 @@ async def _call(connector: MarketplaceConnector, action: str, ops: list[ChannelO
     return list(result)
 
 
+async def _request_waybills(connector: Any, ops: list[ChannelOp]) -> list[ItemResult]:
+    from connectors.goodsflow.models import WaybillItem
+    from connectors.goodsflow.models import WaybillRequest as GfRequest
+    from topics.commands import Address
+
+    out: list[ItemResult] = []
+    for op in ops:
+        p = op.payload
+        req = GfRequest(
+            unique_id=p["unique_id"],
+            carrier=Carrier(p["carrier"]),
+            receiver=Address.model_validate(p["receiver"]),
+            items=[WaybillItem(**item) for item in p["items"]],
+        )
+        (res,) = await connector.request_waybills([req])
+        detail = {"service_id": res.service_id, "invoice_no": res.invoice_no}
+        out.append(ItemResult(p["unit_ids"][0], res.ok, None if res.ok else "WAYBILL_REFUSED", res.message, detail=detail))
+    return out
+
+
 async def _apply_success(session: Any, op: ChannelOp) -> None:
     """Store effects of an acknowledged op."""
     order = await repo.get_order(session, op.order_id)
     lines = [ln for ln in order.lines if ln.id in set(op.payload.get("line_ids", []))]
     source = f"op:{op.idempotency_key}"
-    if op.action == ob.DISPATCH:
+    if op.action == ob.REQUEST_WAYBILL:
+        item = ((op.response or {}).get("items") or [{}])[0]
+        for line in lines:
+            for inv in await repo.active_invoices(session, [line.id]):
+                if inv.reprint_required:
+                    inv.deleted_at = utcnow()  # replaced by the reprint (R12)
+            session.add(
+                Invoice(
+                    order_id=order.id,
+                    line_id=line.id,
+                    carrier=op.payload["carrier"],
+                    tracking_number=item.get("invoice_no") or "",
+                    valid=bool(item.get("invoice_no")),
+                    waybill_id=item.get("service_id"),
+                )
+            )
+    elif op.action == ob.DISPATCH:
         collapse = op.payload.get("collapse")
         for line in lines:
             if LineStatus(line.status) in (LineStatus.PREPARING, LineStatus.READY_TO_SHIP):

@@ -27,6 +27,7 @@ from connectors.errors import ConnectorError
 from connectors.goodsflow.models import TrackingRegistration
 from store import outbound as ob
 from store import repo
+from store.apply_changes import channel_of_order
 from store.carriers import Carrier
 from store.domain import InvoiceKind, LineStatus, TrackingState
 from store.models import Invoice
@@ -157,13 +158,13 @@ class TrackingPoller:
                 timedelta(seconds=self.rt.settings.stale_invoice_after_seconds),
             )
         for scan in scans:
-            env = new_envelope("tracking.scan", orders[scan.tracking_number], _channel_of(orders[scan.tracking_number]), scan)
+            env = new_envelope("tracking.scan", orders[scan.tracking_number], channel_of_order(orders[scan.tracking_number]), scan)
             await self.rt.emit(names.TRACKING_EVENTS, env)
             stats["scans"] += 1
         for inv in stale:
             self.reported_stale.add(inv.id)
             stats["stale"] += 1
-            source = new_envelope("invoice.stale", inv.order_id, _channel_of(inv.order_id), {})
+            source = new_envelope("invoice.stale", inv.order_id, channel_of_order(inv.order_id), {})
             await self.rt.emit_result(
                 source,
                 Outcome.FAILED,
@@ -173,9 +174,3 @@ class TrackingPoller:
         metrics.STALE_INVOICES.set(len(self.reported_stale))
         return stats
 
-
-def _channel_of(order_id: str) -> Any:
-    from store.domain import Channel
-
-    prefix = order_id.split(":", 1)[0]
-    return Channel(prefix) if prefix in {c.value for c in Channel} else Channel.OMS

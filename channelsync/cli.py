@@ -26,7 +26,7 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("alembic", "aiokafka"):
+    for noisy in ("alembic", "aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

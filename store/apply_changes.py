@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger, repo
 from store import outbound as ob
-from store.domain import FINAL_STATUSES, ClaimStatus, ClaimType, LineStatus
+from store.domain import FINAL_STATUSES, Channel, ClaimStatus, ClaimType, LineStatus
 from store.ledger import OpState
 from store.models import (
     ChannelChangeRow,
@@ -52,6 +52,12 @@ class ChangeApplied:
 
 def order_id_for(channel: str, channel_order_id: str) -> str:
     return f"{channel}:{channel_order_id}"
+
+
+def channel_of_order(order_id: str) -> Channel:
+    """The channel an internal order id belongs to (``oms`` for the shop's own ids)."""
+    prefix = order_id.split(":", 1)[0]
+    return Channel(prefix) if prefix in {c.value for c in Channel} else Channel.OMS
 
 
 async def record_change(session: AsyncSession, change: ChannelChange) -> bool:

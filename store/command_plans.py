@@ -13,10 +13,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store import ledger, repo
 from store import outbound as ob
-from store import repo
 from store.domain import Channel, LineStatus
 from store.errors import RuleViolation
+from store.invoices import check_waybill_allowed
 from store.models import ChannelOp, Claim
 from store.oms import Applied, apply_hold_release, apply_shipment
 from store.state_machine import check_cancel, check_transition
@@ -30,6 +31,7 @@ from topics.commands import (
     ReturnLines,
     SellerCancel,
     ShipmentRegistered,
+    WaybillRequest,
 )
 from topics.envelope import Envelope
 
@@ -69,6 +71,38 @@ async def _pickup(
     return Applied(
         f"{message}; {len(ops)} dispatch op(s), {parked} parked", {"ops": [op.id for op in ops]}
     ), ops
+
+
+async def plan_waybill(session: AsyncSession, env: Envelope, cmd: WaybillRequest) -> Plan:
+    """R05 + R12: waybills only for READY_TO_SHIP lines of an order not on hold; R27: no sender
+    is sent (Goodsflow uses the contract's). One op per line, keyed by the line (a line gets one
+    waybill; a reprint after an address change is a new request once the hold is released)."""
+    order = await repo.get_order(session, env.order_id, lock=True)
+    lines = repo.pick_lines(order, cmd.line_ids)
+    ops = []
+    for line in lines:
+        check_waybill_allowed(order.on_hold, LineStatus(line.status), order_id=order.id)
+        reprint = sum(1 for inv in await repo.active_invoices(session, [line.id]) if inv.reprint_required)
+        unique = f"{line.id}" + (f":r{reprint}" if reprint else "")
+        payload = {
+            "unique_id": unique,
+            "line_ids": [line.id],
+            "unit_ids": [line.channel_unit_id or line.id],
+            "carrier": cmd.carrier.value,
+            "receiver": order.address,
+            "items": [{"order_no": order.channel_order_id or order.id, "name": line.name or line.sku, "quantity": line.quantity, "price": int(line.unit_price)}],
+        }
+        op, _ = await ledger.record_intent(
+            session,
+            key=f"waybill:{unique}",
+            order_id=order.id,
+            channel="goodsflow",
+            action=ob.REQUEST_WAYBILL,
+            payload=payload,
+            source_event_id=str(env.event_id),
+        )
+        ops.append(op)
+    return Applied(f"{len(ops)} waybill request(s) queued"), ops
 
 
 async def plan_delay(session: AsyncSession, env: Envelope, cmd: DispatchDelay) -> Plan:
@@ -246,6 +280,7 @@ async def plan_buyer_message(session: AsyncSession, env: Envelope, cmd: BuyerMes
 PLANS: dict[str, Callable[[AsyncSession, Envelope, Any], Awaitable[Plan]]] = {
     "shipment.registered": plan_shipment,
     "pickup.reached": plan_pickup,
+    "waybill.request": plan_waybill,
     "dispatch.delay": plan_delay,
     "seller.cancel": plan_seller_cancel,
     "buyer_cancel.approve": plan_cancel_decision,

@@ -35,6 +35,7 @@ RETURN_HOLD = "return_hold"
 RETURN_HOLD_RELEASE = "return_hold_release"
 RETURN_APPROVE = "return_approve"
 BUYER_MESSAGE = "buyer_message"
+REQUEST_WAYBILL = "request_waybill"
 
 ACTIONS = (
     DISPATCH,
@@ -46,6 +47,7 @@ ACTIONS = (
     RETURN_HOLD_RELEASE,
     RETURN_APPROVE,
     BUYER_MESSAGE,
+    REQUEST_WAYBILL,
 )
 
 

@@ -15,7 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.domain import Channel, ClaimStatus, LineStatus, PaymentMethod, ProductKind
 from store.errors import NotFoundError
-from store.models import Claim, Hold, Invoice, Order, OrderLine, ProcessedEvent, StatusHistory, utcnow
+from store.models import (
+    Claim,
+    Hold,
+    Invoice,
+    Order,
+    OrderLine,
+    ProcessedEvent,
+    StatusHistory,
+    utcnow,
+)
 from store.state_machine import LineView, OrderView
 
 

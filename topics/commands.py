@@ -71,6 +71,14 @@ class ShipmentRegistered(Model):
     shipped_quantity: dict[str, int] | None = None  # R15: physically shipped per line
 
 
+class WaybillRequest(Model):
+    """Ask Goodsflow for waybills for READY_TO_SHIP lines (R05; refused on hold, R12; the
+    sender is the Goodsflow contract's, R27)."""
+
+    line_ids: LineIds = Field(min_length=1)
+    carrier: Carrier
+
+
 class PickupReached(Model):
     line_ids: LineIds = Field(min_length=1)
     scanned_at: AwareDatetime
@@ -152,6 +160,7 @@ COMMAND_MODELS: dict[str, type[Model]] = {
     "line.status": LineStatusChange,
     "line.split": LineSplit,
     "shipment.registered": ShipmentRegistered,
+    "waybill.request": WaybillRequest,
     "pickup.reached": PickupReached,
     "invoice.deleted": InvoiceDeleted,
     "dispatch.delay": DispatchDelay,

@@ -25,43 +25,24 @@ success the remaining items come back as retryable results instead, so no succes
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import date, datetime
 from datetime import time as dtime
-from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-from connectors.base import DEFAULT_RETRY_POLICY, BaseHttpClient, RateLimiter, RetryPolicy
+from connectors.base import DEFAULT_RETRY_POLICY, RetryPolicy
 from connectors.contract import ClaimState, DispatchItem, ItemResult, UnsupportedOperationError
-from connectors.errors import (
-    AuthenticationError,
-    PermanentError,
-    RetryableError,
-    ValidationError,
-)
+from connectors.errors import ValidationError
 from connectors.naverpay import endpoints as ep
-from connectors.naverpay.auth import TokenProvider
 from connectors.naverpay.changes import FeedEntry, build_changes, latest_per_product_order
+from connectors.naverpay.claims import NaverClaimOps
 from connectors.naverpay.dates import KST, format_dt
-from connectors.naverpay.errors import (
-    NOT_EXECUTED_STATUSES,
-    WriteOutcomeUnknownError,
-    error_from_response,
-    json_body,
-)
-from connectors.naverpay.feed import (
-    DEFAULT_WINDOW,
-    first_page_params,
-    next_page_params,
-    windows,
-)
+from connectors.naverpay.feed import DEFAULT_WINDOW, first_page_params, next_page_params, windows
 from connectors.naverpay.mapping import (
-    DELIVERY_METHOD_BY_KIND,
     CancelUnit,
     claim_state,
     dispatch_payload,
@@ -77,27 +58,13 @@ from topics.changes import ChannelChange
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Json = dict[str, Any]
-
-#: Collect method of a seller-requested return (R16 conversion): Naver's designated courier.
-DEFAULT_COLLECT_METHOD = "RETURN_DESIGNATED"
 _MAX_CACHED_ORDERS = 20_000
-_KEEP_TOKENS = 4
-_UNKNOWN = "write outcome unknown, re-read the product order before repeating"
 
 
-@dataclass(frozen=True)
-class _Unknown:
-    """A write whose outcome is unknown, smuggled past the base retry loop."""
-
-    error: WriteOutcomeUnknownError
-
-
-class NaverPayClient(BaseHttpClient):
+class NaverPayClient(NaverClaimOps):
     """Naver Commerce API seller client. See the module docstring for its promises."""
 
-    connector_name = "naverpay"
     channel = Channel.NAVERPAY
     max_dispatch_batch = ep.WRITE_BATCH_MAX
 
@@ -112,7 +79,7 @@ class NaverPayClient(BaseHttpClient):
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         rate_per_second: float | None = ep.DOCUMENTED_RATE,
         endpoint_rates: Mapping[str, float] | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: Any = None,
         token_type: str = "SELF",
         seller_account_id: str | None = None,
         feed_window: Any = DEFAULT_WINDOW,
@@ -130,15 +97,19 @@ class NaverPayClient(BaseHttpClient):
             raise ValueError(f"detail_batch is 1..{ep.QUERY_BATCH_MAX}")
         super().__init__(
             base_url,
+            client_id,
+            client_secret,
+            account=account,
             timeout=timeout,
             retry=retry,
-            limiter=RateLimiter(rate_per_second, dict(endpoint_rates or {})),
-            secrets=[client_secret],
+            rate_per_second=rate_per_second,
+            endpoint_rates=endpoint_rates,
+            clock=clock,
+            token_type=token_type,
+            seller_account_id=seller_account_id,
             transport=transport,
             observer=observer,
         )
-        self.account = account
-        self.clock = clock or time.time
         self.feed_window = feed_window
         self.feed_page_size = feed_page_size
         self.max_feed_pages = max_feed_pages
@@ -146,17 +117,6 @@ class NaverPayClient(BaseHttpClient):
         self.complete_orders = complete_orders
         self.prevalidate_invoices = prevalidate_invoices
         self._order_units: OrderedDict[str, tuple[str, ...]] = OrderedDict()
-        self.tokens = TokenProvider(
-            self.http,
-            client_id,
-            client_secret,
-            token_path=ep.path("token"),
-            token_type=token_type,
-            seller_account_id=seller_account_id,
-            clock=self.clock,
-            send=self._send_token_request,
-            on_token=self._remember_secret,
-        )
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> NaverPayClient:
@@ -178,101 +138,6 @@ class NaverPayClient(BaseHttpClient):
             settings.naverpay_client_secret.get_secret_value(),
             **kw,
         )
-
-    # --- transport -------------------------------------------------------------------------------
-    def _remember_secret(self, token: str) -> None:
-        self._secrets.append(token)
-        del self._secrets[1 : max(1, len(self._secrets) - _KEEP_TOKENS)]
-
-    async def _send_token_request(
-        self, once: Callable[[], Awaitable[httpx.Response]]
-    ) -> httpx.Response:
-        """One token request through the ``token`` bucket; 429/5xx raise (the outer call
-        retries), any other answer is returned for the provider to judge."""
-        await self.limiter.acquire("token")
-        self.stats.by_endpoint["token"] = self.stats.by_endpoint.get("token", 0) + 1
-        try:
-            resp = await once()
-        except httpx.HTTPError as exc:
-            raise RetryableError(f"naverpay token: transport error {type(exc).__name__}") from None
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise error_from_response(resp, "token", redact=self.redact)
-        return resp
-
-    def _headers(self, token: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-
-    async def _exchange(
-        self, method: str, url: str, params: Mapping[str, Any] | None, body: Any
-    ) -> httpx.Response:
-        token = await self.tokens.get()
-        resp = await self.http.request(
-            method, url, params=params, json=body, headers=self._headers(token)
-        )
-        if resp.status_code == 401:
-            log.info("naverpay %s answered 401: renewing the token once", url)
-            await self.tokens.invalidate(token)
-            token = await self.tokens.get()
-            resp = await self.http.request(
-                method, url, params=params, json=body, headers=self._headers(token)
-            )
-        return resp
-
-    async def _request(
-        self,
-        endpoint: str,
-        *,
-        ids: Mapping[str, str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        body: Any = None,
-        write: bool = False,
-    ) -> Json:
-        """One logical call; returns the JSON body. See the module docstring for retries."""
-        method = ep.ENDPOINTS[endpoint][0]
-        url = ep.path(endpoint, **(ids or {}))
-
-        async def send() -> Json | _Unknown:
-            try:
-                resp = await self._exchange(method, url, params, body)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                raise RetryableError(
-                    f"naverpay {endpoint}: not connected ({type(exc).__name__})"
-                ) from None
-            except httpx.HTTPError as exc:
-                if write:
-                    return _Unknown(
-                        WriteOutcomeUnknownError(
-                            f"naverpay {endpoint}: {type(exc).__name__}; {_UNKNOWN}"
-                        )
-                    )
-                raise RetryableError(f"naverpay {endpoint}: {type(exc).__name__}") from None
-            if resp.status_code >= 400:
-                error = error_from_response(resp, endpoint, redact=self.redact)
-                if (
-                    write
-                    and isinstance(error, RetryableError)
-                    and resp.status_code not in NOT_EXECUTED_STATUSES
-                ):
-                    return _Unknown(
-                        WriteOutcomeUnknownError(
-                            f"{error.message}; {_UNKNOWN}",
-                            code=error.code,
-                            trace_id=error.trace_id,
-                            status=error.status,
-                        )
-                    )
-                raise error
-            return json_body(resp)
-
-        result = await self.call(endpoint, send)
-        if isinstance(result, _Unknown):
-            self.stats.failures += 1
-            log.warning("%s", result.error)
-            raise result.error
-        return result
-
-    def _now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock(), UTC)
 
     # --- reads -----------------------------------------------------------------------------------
     async def feed_entries(self, since: datetime, until: datetime) -> list[FeedEntry]:
@@ -356,59 +221,6 @@ class NaverPayClient(BaseHttpClient):
     async def claim_states(self, unit_ids: Sequence[str]) -> dict[str, ClaimState]:
         """R29: the current claim view of each product order (absent: Naver did not return it)."""
         return {u: claim_state(d) for u, d in (await self.product_orders(unit_ids)).items()}
-
-    # --- write helpers ---------------------------------------------------------------------------
-    async def _each(
-        self,
-        items: Sequence[T],
-        unit_of: Callable[[T], str],
-        size: int,
-        op: Callable[[Sequence[T]], Awaitable[list[ItemResult]]],
-    ) -> list[ItemResult]:
-        chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
-        results: list[ItemResult] = []
-        for n, chunk in enumerate(chunks):
-            try:
-                results.extend(await op(chunk))
-            except AuthenticationError:
-                raise
-            except RetryableError as exc:
-                if not results:
-                    raise
-                for rest in chunks[n:]:
-                    for item in rest:
-                        unknown = rest is chunk and isinstance(exc, WriteOutcomeUnknownError)
-                        results.append(
-                            ItemResult(
-                                unit_of(item),
-                                False,
-                                exc.code or "RETRYABLE",
-                                str(exc),
-                                retryable=True,
-                                detail={"outcome_unknown": unknown},
-                            )
-                        )
-                break
-            except PermanentError as exc:
-                detail = {"trace_id": exc.trace_id} if exc.trace_id else {}
-                results.extend(
-                    ItemResult(unit_of(i), False, exc.code, exc.message, detail=dict(detail))
-                    for i in chunk
-                )
-        return results
-
-    async def _per_id(
-        self,
-        endpoint: str,
-        unit_ids: Sequence[str],
-        body: Callable[[str], Json | None] = lambda _u: None,
-    ) -> list[ItemResult]:
-        async def op(chunk: Sequence[str]) -> list[ItemResult]:
-            unit = chunk[0]
-            answer = await self._request(endpoint, ids={"id": unit}, body=body(unit), write=True)
-            return item_results(answer.get("data"), [unit], trace_id=answer.get("traceId"))
-
-        return await self._each(list(dict.fromkeys(unit_ids)), str, 1, op)
 
     # --- writes: placement and dispatch ------------------------------------------------------------
     async def confirm_orders(self, unit_ids: Sequence[str]) -> list[ItemResult]:
@@ -537,104 +349,3 @@ class NaverPayClient(BaseHttpClient):
             "overridden instead",
             code="UNSUPPORTED",
         )
-
-    # --- writes: returns (R14) -----------------------------------------------------------------
-    async def return_request(
-        self,
-        unit_ids: Sequence[str],
-        reason: str,
-        *,
-        detail: str = "",
-        collect_method: str = DEFAULT_COLLECT_METHOD,
-    ) -> list[ItemResult]:
-        """Seller-initiated return of dispatched product orders (whole quantity)."""
-        if reason not in ep.RETURN_REASONS:
-            raise ValidationError(f"naverpay return reason {reason!r} not allowed", code="4000")
-        body: Json = {"returnReason": reason, "collectDeliveryMethod": collect_method}
-        if detail:
-            body["returnDetailedReason"] = detail[:500]
-        return await self._per_id("return_request", unit_ids, lambda _u: body)
-
-    async def return_hold(
-        self,
-        unit_ids: Sequence[str],
-        reason: str = "RETURN_DELIVERYFEE",
-        fee: Decimal | int | str | None = None,
-        detail: str | None = None,
-    ) -> list[ItemResult]:
-        """R14: hold returns (반품보류) for a fee. ``reason`` is ``holdbackClassType``."""
-        body = _holdback_body(reason, fee, detail, "Return")
-        return await self._per_id("return_holdback", unit_ids, lambda _u: body)
-
-    async def return_hold_release(self, unit_ids: Sequence[str]) -> list[ItemResult]:
-        """R14: release the hold (Naver resets the held fee)."""
-        return await self._per_id("return_holdback_release", unit_ids)
-
-    async def return_approve(self, unit_ids: Sequence[str]) -> list[ItemResult]:
-        """Complete returns (refund). Allowed while held when the fee is deducted (R14)."""
-        return await self._per_id("return_approve", unit_ids)
-
-    async def return_reject(self, unit_ids: Sequence[str], reason: str) -> list[ItemResult]:
-        if not reason.strip():
-            raise ValidationError("naverpay return reject needs a reason", code="4000")
-        return await self._per_id(
-            "return_reject", unit_ids, lambda _u: {"rejectReturnReason": reason[:500]}
-        )
-
-    # --- writes: exchanges -----------------------------------------------------------------------
-    async def exchange_collect_approve(self, unit_ids: Sequence[str]) -> list[ItemResult]:
-        """Confirm the exchanged goods were collected (``COLLECT_DONE``)."""
-        return await self._per_id("exchange_collect_approve", unit_ids)
-
-    async def exchange_redeliver(self, items: Sequence[DispatchItem]) -> list[ItemResult]:
-        """Re-ship exchanged product orders (one call each)."""
-        by_unit = {i.unit_id: i for i in items}
-
-        def body(unit: str) -> Json:
-            item = by_unit[unit]
-            payload: Json = {"reDeliveryMethod": DELIVERY_METHOD_BY_KIND[item.kind]}
-            if payload["reDeliveryMethod"] == "DELIVERY":
-                payload["reDeliveryCompany"] = naver_carrier_code(item.carrier)
-                payload["reDeliveryTrackingNumber"] = item.tracking_number
-            return payload
-
-        return await self._per_id("exchange_dispatch", list(by_unit), body)
-
-    async def exchange_reject(self, unit_ids: Sequence[str], reason: str) -> list[ItemResult]:
-        if not reason.strip():
-            raise ValidationError("naverpay exchange reject needs a reason", code="4000")
-        return await self._per_id(
-            "exchange_reject", unit_ids, lambda _u: {"rejectExchangeReason": reason[:500]}
-        )
-
-    async def exchange_hold(
-        self,
-        unit_ids: Sequence[str],
-        reason: str = "EXCHANGE_DELIVERYFEE",
-        fee: Decimal | int | str | None = None,
-        detail: str | None = None,
-    ) -> list[ItemResult]:
-        body = _holdback_body(reason, fee, detail, "Exchange")
-        return await self._per_id("exchange_holdback", unit_ids, lambda _u: body)
-
-    async def exchange_hold_release(self, unit_ids: Sequence[str]) -> list[ItemResult]:
-        return await self._per_id("exchange_holdback_release", unit_ids)
-
-
-def _holdback_body(
-    reason: str, fee: Decimal | int | str | None, detail: str | None, kind: str
-) -> Json:
-    """Hold bodies differ only by the ``Return`` / ``Exchange`` infix (spec §5.1)."""
-    if reason not in ep.HOLDBACK_CLASSES:
-        raise ValidationError(
-            f"naverpay holdbackClassType {reason!r} not in {sorted(ep.HOLDBACK_CLASSES)}",
-            code="4000",
-        )
-    amount = int(Decimal(str(fee))) if fee not in (None, "") else None
-    if amount is not None and amount < 0:
-        raise ValidationError("a hold fee cannot be negative", code="4000")
-    text = detail or (f"{kind.lower()} fee {amount} won" if amount is not None else reason)
-    body: Json = {"holdbackClassType": reason, f"holdback{kind}DetailReason": text[:500]}
-    if amount is not None:
-        body[f"extra{kind}FeeAmount"] = amount
-    return body

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -33,7 +33,7 @@ from connectors.base import (
     RateLimiter,
     RetryPolicy,
 )
-from connectors.contract import ClaimState, DispatchItem, ItemResult, UnsupportedOperationError
+from connectors.contract import DispatchItem, ItemResult, UnsupportedOperationError
 from connectors.errors import (
     AuthenticationError,
     ConnectorError,
@@ -44,45 +44,19 @@ from connectors.errors import (
 from connectors.qoo10 import codes
 from connectors.qoo10.auth import SellerKeyManager
 from connectors.qoo10.cancels import CancelOperations
-from connectors.qoo10.dates import (
-    MAX_SEARCH_WINDOW,
-    format_date,
-    format_search_datetime,
-    search_windows,
-)
+from connectors.qoo10.dates import MAX_SEARCH_WINDOW, format_date
 from connectors.qoo10.errors import KeyRejectedError
-from connectors.qoo10.mapping import (
-    Row,
-    claim_changes,
-    claim_state,
-    order_facts,
-    ordered_quantity,
-    shipping_changes,
-)
+from connectors.qoo10.listing import ChangeListing
+from connectors.qoo10.mapping import Row, order_facts, ordered_quantity
 from connectors.qoo10.rules import check_dispatch_allowed, check_whole_quantity
 from connectors.qoo10.wire import method_path, read_answer, request_form, request_headers
 from connectors.redact import redact
 from store.carriers import UnknownCarrierCodeError, channel_code
 from store.domain import Channel
 from store.errors import RuleViolation
-from topics.changes import ChannelChange
 
 log = logging.getLogger(__name__)
 
-#: GetShippingInfo_v3 queries per window: (ShippingStatus, SearchCondition). Blank status covers
-#: states 1-3 only (§5.1), so paid orders already dispatched/delivered are read separately.
-SHIPPING_QUERIES: tuple[tuple[str, str], ...] = (
-    ("", codes.SEARCH_BY_PAYMENT_DATE),
-    (codes.ShippingStatus.SHIPPING.value, codes.SEARCH_BY_PAYMENT_DATE),
-    (codes.ShippingStatus.DELIVERED.value, codes.SEARCH_BY_PAYMENT_DATE),
-    (codes.ShippingStatus.SHIPPING.value, codes.SEARCH_BY_SHIP_DATE),
-    (codes.ShippingStatus.DELIVERED.value, codes.SEARCH_BY_DELIVERED_DATE),
-)
-#: GetClaimInfo_V3 queries per window (all claim states): by request date and by completion date.
-CLAIM_QUERIES: tuple[str, ...] = (
-    codes.CLAIM_SEARCH_BY_REQUEST_DATE,
-    codes.CLAIM_SEARCH_BY_COMPLETION_DATE,
-)
 MAX_TRACKING_LENGTH = 50
 
 
@@ -90,18 +64,7 @@ def _plain(value: str | SecretStr) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
-def rows_of(result: Any) -> list[Row]:
-    """``ResultObject`` as a list of rows (it may be null, one object or an array)."""
-    if result is None:
-        return []
-    if isinstance(result, Mapping):
-        return [result]
-    if isinstance(result, list):
-        return [r for r in result if isinstance(r, Mapping)]
-    return []
-
-
-class Qoo10Client(CancelOperations, BaseHttpClient):
+class Qoo10Client(ChangeListing, CancelOperations, BaseHttpClient):
     """Qoo10 QAPI connector (see the module docstring for the error contract)."""
 
     connector_name = "qoo10"
@@ -225,11 +188,6 @@ class Qoo10Client(CancelOperations, BaseHttpClient):
                 await self.keys.renew(key)
                 renewed = True
 
-    async def order_detail(self, order_no: str) -> Row | None:
-        """GetShippingAndClaimInfoByOrderNo_V2: the order's shipping + claim row, None if none."""
-        rows = rows_of(await self.qapi(codes.GET_ORDER_DETAIL, {"OrderNo": order_no}))
-        return rows[0] if rows else None
-
     async def _require_detail(self, order_no: str) -> Row:
         row = await self.order_detail(order_no)
         if row is None:
@@ -290,58 +248,6 @@ class Qoo10Client(CancelOperations, BaseHttpClient):
             except (ConnectorError, RuleViolation) as exc:
                 results.append(self._failed(unit_id, exc, method))
         return results
-
-    # --- ingestion ------------------------------------------------------------------------------
-
-    async def changes_since(self, since: datetime, until: datetime) -> list[ChannelChange]:
-        """Orders and claims changed in [since, until] (JST search bounds, whole seconds, windows
-        of at most ``max_window``; GetShippingInfo_v3 and GetClaimInfo_V3 have no paging, each
-        window is answered whole). Sorted by change time; unique by change key within the call;
-        a fact may repeat across calls (callers de-duplicate). Raises ConnectorError."""
-        found: dict[str, ChannelChange] = {}
-        for start, end in search_windows(since, until, self.max_window):
-            bounds = (format_search_datetime(start), format_search_datetime(end))
-            rows: list[Row] = []
-            for status, condition in SHIPPING_QUERIES:
-                rows += rows_of(
-                    await self.qapi(
-                        codes.GET_SHIPPING_INFO,
-                        {
-                            "ShippingStatus": status,
-                            "SearchStartDate": bounds[0],
-                            "SearchEndDate": bounds[1],
-                            "SearchCondition": condition,
-                        },
-                    )
-                )
-            claims: list[Row] = []
-            for condition in CLAIM_QUERIES:
-                claims += rows_of(
-                    await self.qapi(
-                        codes.GET_CLAIM_INFO,
-                        {
-                            "ClaimStat": "",
-                            "search_Sdate": bounds[0],
-                            "search_Edate": bounds[1],
-                            "search_condition": condition,
-                        },
-                    )
-                )
-            for change in (
-                *shipping_changes(rows, start, end, self.account),
-                *claim_changes(claims, start, end, self.account),
-            ):
-                found.setdefault(change.change_key, change)
-        return sorted(found.values(), key=lambda c: (c.changed_at, c.change_key))
-
-    async def claim_states(self, unit_ids: Sequence[str]) -> dict[str, ClaimState]:
-        """The current shipping/claim view per order (R29); unknown orders are left out."""
-        states: dict[str, ClaimState] = {}
-        for unit_id in unit_ids:
-            row = await self.order_detail(unit_id)
-            if row is not None:
-                states[unit_id] = claim_state(unit_id, row)
-        return states
 
     # --- outbound -------------------------------------------------------------------------------
 

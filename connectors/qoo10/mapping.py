@@ -15,31 +15,28 @@ de-duplicates (R17):
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from connectors.contract import ClaimState
-from connectors.qoo10.codes import (
-    CLAIM_LABELS,
-    DISPATCHED_STATUSES,
-    PURCHASE_DECIDED_FIELD,
-    SHIPPING_STATUS_LABELS,
-    ClaimCode,
-    ShippingStatus,
-)
+from connectors.qoo10.codes import DISPATCHED_STATUSES, PURCHASE_DECIDED_FIELD, ClaimCode
 from connectors.qoo10.dates import JST, parse_qoo10_datetime
+from connectors.qoo10.fields import (
+    Row,
+    carrier_of,
+    claim_code,
+    decimal,
+    field,
+    payment_method,
+    shipping_status,
+    text,
+)
 from connectors.qoo10.rules import OrderFacts
-from store.carriers import Carrier, UnknownCarrierCodeError, from_channel_code
-from store.domain import Channel, ClaimType, PaymentMethod
+from store.domain import Channel, ClaimType
 from topics.changes import ChangeKind, ChannelChange, ChannelLine, ChannelOrder
 from topics.commands import Address
-
-Row = Mapping[str, Any]
-
-_PAREN_CODE = re.compile(r"\((\d+)\)\s*$")
 
 #: Claim status → (change kind, which date is the change time). "request" = requestDate,
 #: "completion" = cancelRefundDate (falls back to requestDate when empty).
@@ -92,90 +89,6 @@ _CLAIM_TYPES: dict[ClaimCode, ClaimType] = {
 _CANCELED_CODES = frozenset({ClaimCode.CANCELLING, ClaimCode.CANCELED, ClaimCode.UNPAID_CANCELED})
 
 
-# --- field access --------------------------------------------------------------------------------
-
-
-def field(row: Row, *names: str) -> Any:
-    """The first non-empty value among ``names``, compared without case; None when absent."""
-    lowered = {k.lower(): v for k, v in row.items()}
-    for name in names:
-        value = lowered.get(name.lower())
-        if value not in (None, ""):
-            return value
-    return None
-
-
-def text(row: Row, *names: str) -> str:
-    value = field(row, *names)
-    return "" if value is None else str(value).strip()
-
-
-def decimal(row: Row, *names: str) -> Decimal | None:
-    value = field(row, *names)
-    if value is None:
-        return None
-    try:
-        return Decimal(str(value).replace(",", ""))
-    except InvalidOperation:
-        return None
-
-
-def _code(value: object, labels: Mapping[Any, str]) -> str | None:
-    """A status code from ``"<label>(<n>)"``, a bare number, or a bare known label."""
-    if value is None:
-        return None
-    raw = str(value).strip()
-    if not raw:
-        return None
-    match = _PAREN_CODE.search(raw)
-    if match:
-        return match.group(1)
-    if raw.lstrip("-").isdigit():
-        return str(int(raw))
-    for code, label in labels.items():
-        if raw == label:
-            return str(code)
-    return None
-
-
-def shipping_status(value: object) -> ShippingStatus | None:
-    code = _code(value, SHIPPING_STATUS_LABELS)
-    try:
-        return ShippingStatus(code) if code is not None else None
-    except ValueError:
-        return None
-
-
-def claim_code(value: object) -> ClaimCode | None:
-    code = _code(value, CLAIM_LABELS)
-    try:
-        return ClaimCode(code) if code is not None else None
-    except ValueError:
-        return None
-
-
-def carrier_of(name: str) -> Carrier | None:
-    """The carrier behind a Qoo10 ``ShippingCorp`` / ``DeliveryCompany`` name, if known."""
-    try:
-        return from_channel_code(name, Channel.QOO10.value) if name else None
-    except UnknownCarrierCodeError:
-        return None
-
-
-def payment_method(value: str) -> PaymentMethod:
-    """Lenient: Qoo10 payment method names are not documented."""
-    low = value.lower()
-    if "card" in low or "カード" in value:
-        return PaymentMethod.CARD
-    if any(w in low for w in ("bank", "atm", "transfer", "konbini", "convenience")) or any(
-        w in value for w in ("振込", "コンビニ", "銀行")
-    ):
-        return PaymentMethod.BANK_TRANSFER
-    if "point" in low or "ポイント" in value or "qcash" in low:
-        return PaymentMethod.POINTS
-    return PaymentMethod.OTHER
-
-
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(JST).strftime("%Y%m%d%H%M%S")
 
@@ -185,6 +98,11 @@ def _key(*parts: str) -> str:
     if len(key) <= 300:
         return key
     return key[:250] + "#" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _status_code(row: Row) -> str:
+    status = shipping_status(field(row, "ShippingStatus"))
+    return status.value if status is not None else text(row, "ShippingStatus")
 
 
 def _in_window(moment: datetime | None, start: datetime, end: datetime) -> bool:
@@ -291,8 +209,7 @@ def shipping_changes(
         except ValueError as exc:
             changes.append(_unknown(row, pack, order_no, end, account, f"bad date: {exc}"))
             continue
-        status = shipping_status(field(row, "ShippingStatus"))
-        raw = status.value if status is not None else text(row, "ShippingStatus")
+        raw = _status_code(row)
         common: dict[str, Any] = {
             "channel": Channel.QOO10,
             "account": account,
@@ -358,7 +275,7 @@ def _order_paid(pack: str, rows: list[Row], end: datetime, account: str) -> Chan
         channel_order_id=pack,
         unit_ids=order_nos,
         changed_at=paid_at,
-        raw_type=text(first, "ShippingStatus"),
+        raw_type=_status_code(first),
         order=order,
         extra={"currency": text(first, "Currency")},
     )

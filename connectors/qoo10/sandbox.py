@@ -46,8 +46,9 @@ from aiohttp import web
 from channelsync.settings import Settings
 from connectors.qoo10 import codes
 from connectors.qoo10.rules import BuyerCancelOutcome
+from connectors.qoo10.sandbox_model import ActionError, SandboxOrder, SearchError
 from connectors.qoo10.sandbox_rows import claim_row, detail_row, shipping_row
-from connectors.qoo10.sandbox_world import ActionError, Qoo10World, SandboxOrder, SearchError
+from connectors.qoo10.sandbox_world import Qoo10World
 from connectors.qoo10.wire import KEY_HEADER
 from connectors.sandbox import Sandbox, serve_forever
 

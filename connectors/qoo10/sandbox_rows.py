@@ -17,7 +17,7 @@ from connectors.qoo10.codes import (
     ShippingStatus,
 )
 from connectors.qoo10.dates import format_response_datetime
-from connectors.qoo10.sandbox_world import ClaimRecord, SandboxOrder
+from connectors.qoo10.sandbox_model import ClaimRecord, SandboxOrder
 
 SELLER_ID = "sandbox-shop"
 

@@ -93,3 +93,33 @@ async def test_stale_invoice_without_scan_is_reported(stack: Stack) -> None:
 
 async def _has_parcel(gf: object, number: str) -> bool:
     return any(p.invoice_no == number for p in gf.world.parcels.values())  # type: ignore[attr-defined]
+
+
+async def test_r27_r05_waybill_requested_once_with_contract_sender(stack: Stack) -> None:
+    """R05: a waybill only for READY_TO_SHIP lines; R27: the sender is the Goodsflow contract's;
+    S1: the same request delivered twice registers one waybill."""
+    from sqlalchemy import select
+
+    from store.models import Invoice
+    from topics.commands import WaybillRequest
+
+    oid = f"OMS-{uuid.uuid4().hex[:8]}"
+    line = f"{oid}-1"
+    imp = new_envelope("order.import", oid, Channel.OMS, OrderImport(address=ADDRESS, lines=[LineSpec(line_id=line, sku="B", quantity=2, unit_price=Decimal(7000))]))
+    early = new_envelope("waybill.request", oid, Channel.OMS, WaybillRequest(line_ids=[line], carrier=Carrier.CJ))
+    await stack.send(imp, early)
+    refused = await stack.wait_result(early.event_id)
+    assert refused["outcome"] == "refused" and refused["rule"] == "R05"
+
+    ready = new_envelope("line.status", oid, Channel.OMS, LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP))
+    req = new_envelope("waybill.request", oid, Channel.OMS, WaybillRequest(line_ids=[line], carrier=Carrier.CJ))
+    await stack.send(ready, req, req)
+    done = await stack.wait_result(req.event_id, "succeeded")
+    assert done["detail"]["idempotency_key"] == f"waybill:{line}"
+    gf = stack.sandboxes["goodsflow"]
+    assert gf.ledger.count("waybill.registered", line) == 1
+    entry = next(e for e in gf.ledger.entries if e.op == "waybill.registered" and e.key == line)
+    assert gf.sender.address1 in str(entry.details), entry.details
+    async with stack.sessions() as s:
+        invoices = list((await s.execute(select(Invoice).where(Invoice.line_id == line))).scalars())
+    assert len(invoices) == 1 and invoices[0].tracking_number and invoices[0].carrier == "CJ"

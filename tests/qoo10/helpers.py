@@ -16,7 +16,11 @@ def make_client(sandbox: Qoo10Sandbox, **kw: object) -> Qoo10Client:
     options: dict[str, object] = {"rate_per_second": None}
     options.update(kw)
     return Qoo10Client(
-        sandbox.url, sandbox.api_key, sandbox.user_id, sandbox.password, **options  # type: ignore[arg-type]
+        sandbox.url,
+        sandbox.api_key,
+        sandbox.user_id,
+        sandbox.password,
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -30,7 +34,9 @@ def ship_date(days: int = 3) -> date:
     return datetime.now(JST).date() + timedelta(days=days)
 
 
-def item(unit_id: str, tracking: str = "4455-6677-8899", carrier: Carrier = Carrier.YAMATO) -> DispatchItem:
+def item(
+    unit_id: str, tracking: str = "4455-6677-8899", carrier: Carrier = Carrier.YAMATO
+) -> DispatchItem:
     return DispatchItem(unit_id, carrier, tracking, datetime.now(UTC))
 
 

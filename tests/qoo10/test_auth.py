@@ -73,7 +73,9 @@ async def test_password_change_is_authentication_error_without_secrets(
 
 async def test_wrong_api_key_is_authentication_error(sandbox: Qoo10Sandbox, instant: None) -> None:
     assert sandbox.url
-    bad = Qoo10Client(sandbox.url, "not-the-key", sandbox.user_id, sandbox.password, rate_per_second=None)
+    bad = Qoo10Client(
+        sandbox.url, "not-the-key", sandbox.user_id, sandbox.password, rate_per_second=None
+    )
     try:
         with pytest.raises(AuthenticationError) as caught:
             await bad.claim_states(["1"])
@@ -114,8 +116,13 @@ async def test_sandbox_serves_the_legacy_single_endpoint_form(
     async with httpx.AsyncClient(base_url=sandbox.url or "") as http:
         resp = await http.get(
             codes.QAPI_PATH,
-            params={"v": "1.0", "method": codes.GET_ORDER_DETAIL.lower(), "key": key,
-                    "returnType": "json", "OrderNo": order_no},
+            params={
+                "v": "1.0",
+                "method": codes.GET_ORDER_DETAIL.lower(),
+                "key": key,
+                "returnType": "json",
+                "OrderNo": order_no,
+            },
         )
     body = resp.json()
     assert body["ResultCode"] == 0
@@ -142,3 +149,12 @@ async def test_from_settings_talks_to_a_sandbox_with_default_credentials(
         assert c.account == settings.qoo10_account_id
     finally:
         await c.aclose()
+
+
+async def test_client_implements_the_marketplace_contract(client: Qoo10Client) -> None:
+    from connectors.contract import MarketplaceConnector
+    from store.domain import Channel
+
+    connector: MarketplaceConnector = client  # mypy checks the signatures
+    assert isinstance(connector, MarketplaceConnector)
+    assert connector.channel == Channel.QOO10

@@ -63,7 +63,10 @@ async def test_r23_failed_message_reported_per_item_by_cancel(
     failing, fine = sandbox.new_order(), sandbox.new_order()
     sandbox.fail_messages(1)
     results = await client.cancel([failing, fine], "SOLD_OUT", "Out of stock.")
-    assert [(r.unit_id, r.ok, r.code) for r in results] == [(failing, False, "R23"), (fine, True, None)]
+    assert [(r.unit_id, r.ok, r.code) for r in results] == [
+        (failing, False, "R23"),
+        (fine, True, None),
+    ]
     assert results[0].detail["message_sent"] is False
     assert sandbox.ledger.count("seller_cancel") == 1
 

@@ -99,8 +99,12 @@ async def test_search_over_90_days_is_refused_by_the_marketplace(
     with pytest.raises(ValidationError) as caught:
         await client.qapi(
             codes.GET_CLAIM_INFO,
-            {"ClaimStat": "", "search_Sdate": "20240101", "search_Edate": "20240501",
-             "search_condition": "2"},
+            {
+                "ClaimStat": "",
+                "search_Sdate": "20240101",
+                "search_Edate": "20240501",
+                "search_condition": "2",
+            },
         )
     assert caught.value.code == str(codes.PERIOD_TOO_LONG_OR_SELLER_INVALID)
 
@@ -153,7 +157,12 @@ async def test_dispatch_delivery_and_purchase_decision_ingested(
     sandbox.decide_purchase(order_no)
     changes = await client.changes_since(*around_now())
     assert sorted(kinds(changes, order_no)) == sorted(
-        [ChangeKind.ORDER_PAID, ChangeKind.DISPATCHED, ChangeKind.DELIVERED, ChangeKind.PURCHASE_DECIDED]
+        [
+            ChangeKind.ORDER_PAID,
+            ChangeKind.DISPATCHED,
+            ChangeKind.DELIVERED,
+            ChangeKind.PURCHASE_DECIDED,
+        ]
     )
     [dispatched] = [c for c in changes if c.kind == ChangeKind.DISPATCHED]
     assert dispatched.carrier == Carrier.YAMATO
@@ -220,4 +229,6 @@ async def test_changes_are_sorted_by_time_and_in_jst(
     changes = await client.changes_since(base, base + timedelta(minutes=31))
     times = [c.changed_at for c in changes]
     assert times == sorted(times)
-    assert all(t.tzinfo is not None and t.astimezone(JST).utcoffset() == timedelta(hours=9) for t in times)
+    assert all(
+        t.tzinfo is not None and t.astimezone(JST).utcoffset() == timedelta(hours=9) for t in times
+    )

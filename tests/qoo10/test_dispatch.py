@@ -19,7 +19,9 @@ async def test_confirm_enters_the_estimated_ship_date(
 ) -> None:
     order_no = sandbox.new_order()
     day = ship_date(4)
-    [result] = await client.confirm_orders([order_no], day, delay_type="CUSTOM_BUILD", memo="made to order")
+    [result] = await client.confirm_orders(
+        [order_no], day, delay_type="CUSTOM_BUILD", memo="made to order"
+    )
     assert result.ok
     order = sandbox.order(order_no)
     assert (order.status, order.est_ship_date) == (codes.ShippingStatus.PREPARED, day)
@@ -53,7 +55,9 @@ async def test_confirm_after_dispatch_is_a_conflict(
     order_no = await dispatched_order(sandbox, client)
     [result] = await client.confirm_orders([order_no], ship_date())
     assert (result.ok, result.code, result.detail["error"]) == (
-        False, str(codes.NOT_SHIPPING_REQUEST), "ConflictError"
+        False,
+        str(codes.NOT_SHIPPING_REQUEST),
+        "ConflictError",
     )
 
 
@@ -65,7 +69,10 @@ async def test_dispatch_sends_the_carrier_name_and_tracking_number(
     assert result.ok
     order = sandbox.order(order_no)
     assert order.status == codes.ShippingStatus.SHIPPING
-    assert (order.carrier, order.tracking_no) == (channel_code(Carrier.SAGAWA, "qoo10"), "9988-7766-5544")
+    assert (order.carrier, order.tracking_no) == (
+        channel_code(Carrier.SAGAWA, "qoo10"),
+        "9988-7766-5544",
+    )
     assert sandbox.ledger.count("dispatch", order_no) == 1
 
 
@@ -107,7 +114,9 @@ async def test_r25_marketplace_refuses_dispatch_while_a_cancel_request_is_open(
     sandbox.buyer_cancel(order_no)
     [result] = await client.dispatch([item(order_no)], check_claims=False)
     assert (result.ok, result.code, result.detail["rule"]) == (
-        False, str(codes.ORDER_STATUS_INVALID), "R25"
+        False,
+        str(codes.ORDER_STATUS_INVALID),
+        "R25",
     )
     assert result.detail["error"] == "ConflictError"
     assert sandbox.ledger.count("dispatch", order_no) == 0
