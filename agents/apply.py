@@ -41,4 +41,6 @@ class ApplyHandler:
                 self.on_ops()
         outcome = Outcome.SUCCEEDED if applied.outcome == "applied" else Outcome.DUPLICATE
         metrics.EVENTS_CONSUMED.labels(names.CHANNEL_CHANGES, env.type, outcome.value).inc()
-        await self.rt.emit_result(env, outcome, applied.message, detail={"change_key": change.change_key})
+        await self.rt.emit_result(
+            env, outcome, applied.message, detail={"change_key": change.change_key}
+        )

@@ -30,7 +30,9 @@ from topics.results import Outcome
 log = logging.getLogger(__name__)
 
 
-def _store_only(fn: Callable[[AsyncSession, Envelope, Any], Awaitable[oms.Applied]]) -> Callable[..., Awaitable[Plan]]:
+def _store_only(
+    fn: Callable[[AsyncSession, Envelope, Any], Awaitable[oms.Applied]],
+) -> Callable[..., Awaitable[Plan]]:
     async def plan(session: AsyncSession, env: Envelope, cmd: Any) -> Plan:
         return await fn(session, env, cmd), []
 
@@ -74,7 +76,9 @@ class CommandHandler:
             else:
                 try:
                     applied, ops = await fn(session, env, cmd)
-                    repo.mark_processed(session, event_id, names.OMS_COMMANDS, env.type, "succeeded")
+                    repo.mark_processed(
+                        session, event_id, names.OMS_COMMANDS, env.type, "succeeded"
+                    )
                     await session.commit()
                     message, detail = applied.message, applied.detail
                     parked = [op for op in ops if op.state == OpState.PARKED]

@@ -91,7 +91,9 @@ class Dispatcher:
             done += n
         return done
 
-    async def _run_group(self, connector: MarketplaceConnector, action: str, ops: list[ChannelOp]) -> int:
+    async def _run_group(
+        self, connector: MarketplaceConnector, action: str, ops: list[ChannelOp]
+    ) -> int:
         if action in BATCH_ACTIONS:
             size = max(1, getattr(connector, "max_dispatch_batch", 1))
             n = 0
@@ -103,7 +105,9 @@ class Dispatcher:
             n += await self._execute(connector, action, [op])
         return n
 
-    async def _execute(self, connector: MarketplaceConnector, action: str, ops: list[ChannelOp]) -> int:
+    async def _execute(
+        self, connector: MarketplaceConnector, action: str, ops: list[ChannelOp]
+    ) -> int:
         ids = [op.id for op in ops]
         # 1. re-check and mark SENT
         async with self.rt.sessions() as session:
@@ -143,7 +147,9 @@ class Dispatcher:
         await self._record_results(action, ready, results)
         return len(ready)
 
-    async def _claim_gate(self, connector: MarketplaceConnector, ops: list[ChannelOp]) -> list[ChannelOp]:
+    async def _claim_gate(
+        self, connector: MarketplaceConnector, ops: list[ChannelOp]
+    ) -> list[ChannelOp]:
         """R29/R25: read the units' claim state; park dispatches over an open cancel request
         (unless an operator chose to ship anyway); skip units the marketplace shows dispatched."""
         units = [op.payload["unit_id"] for op in ops if not op.payload.get("override_claim")]
@@ -176,21 +182,29 @@ class Dispatcher:
                     row = await session.get(ChannelOp, op.id)
                     assert row is not None
                     rule = "R25" if row.channel == Channel.QOO10 else "R29"
-                    ledger.mark_parked(row, {"rule": rule, "message": f"open buyer cancel request ({status})"})
+                    ledger.mark_parked(
+                        row, {"rule": rule, "message": f"open buyer cancel request ({status})"}
+                    )
                 for op in already:
                     row = await session.get(ChannelOp, op.id)
                     assert row is not None
-                    ledger.mark_done(row, {"reconciled": "marketplace already shows the unit dispatched"})
+                    ledger.mark_done(
+                        row, {"reconciled": "marketplace already shows the unit dispatched"}
+                    )
                     await _apply_success(session, row)
                 await session.commit()
             for op, _ in parked:
                 rule = "R25" if op.channel == Channel.QOO10 else "R29"
-                await self._emit(op, Outcome.PARKED, "dispatch parked: open buyer cancel request", rule=rule)
+                await self._emit(
+                    op, Outcome.PARKED, "dispatch parked: open buyer cancel request", rule=rule
+                )
             for op in already:
                 await self._emit(op, Outcome.SUCCEEDED, "already dispatched on the marketplace")
         return keep
 
-    async def _record_error(self, ops: Sequence[ChannelOp], exc: ConnectorError, *, retryable: bool) -> None:
+    async def _record_error(
+        self, ops: Sequence[ChannelOp], exc: ConnectorError, *, retryable: bool
+    ) -> None:
         err = exc.as_dict()
         async with self.rt.sessions() as session:
             rows = [await session.get(ChannelOp, op.id) for op in ops]
@@ -210,7 +224,9 @@ class Dispatcher:
             else:
                 await self._emit(row, Outcome.RETRYING, str(exc), error=err)
 
-    async def _record_results(self, action: str, ops: list[ChannelOp], results: list[ItemResult]) -> None:
+    async def _record_results(
+        self, action: str, ops: list[ChannelOp], results: list[ItemResult]
+    ) -> None:
         by_unit: dict[str, list[ItemResult]] = defaultdict(list)
         for r in results:
             by_unit[r.unit_id].append(r)
@@ -223,28 +239,44 @@ class Dispatcher:
                 mine = [r for u in units for r in by_unit.get(u, [])]
                 failed = [r for r in mine if not r.ok]
                 if not mine:
-                    failed = [ItemResult(u, False, "NO_RESULT", "marketplace returned no result") for u in units]
+                    failed = [
+                        ItemResult(u, False, "NO_RESULT", "marketplace returned no result")
+                        for u in units
+                    ]
                 if not failed:
                     ledger.mark_done(row, {"items": [_item(r) for r in mine]})
                     await _apply_success(session, row)
                     emitted.append((row, Outcome.SUCCEEDED, f"{row.action} acknowledged", None))
                 elif all(r.retryable for r in failed):
-                    err = {"items": [_item(r) for r in failed]}
+                    err: dict[str, Any] = {"items": [_item(r) for r in failed]}
                     ledger.mark_retry(row, err, _backoff(row.attempts, None))
                     emitted.append((row, Outcome.RETRYING, failed[0].message, err))
                 else:
-                    err = {"items": [_item(r) for r in failed], "code": failed[0].code, "message": failed[0].message}
+                    err = {
+                        "items": [_item(r) for r in failed],
+                        "code": failed[0].code,
+                        "message": failed[0].message,
+                    }
                     ledger.mark_failed(row, err)
                     await _apply_refusal(session, row, failed)
-                    emitted.append((row, Outcome.FAILED, f"{failed[0].code}: {failed[0].message}", err))
+                    emitted.append(
+                        (row, Outcome.FAILED, f"{failed[0].code}: {failed[0].message}", err)
+                    )
             await session.commit()
-        for row, outcome, message, err in emitted:
-            await self._emit(row, outcome, message, error=err, rule="R18" if _is_invoice_refusal(row, err) else None)
+        for row, outcome, message, error in emitted:
+            rule = "R18" if _is_invoice_refusal(row, error) else None
+            await self._emit(row, outcome, message, error=error, rule=rule)
             if outcome is Outcome.FAILED:
                 await self.rt.dead_letter_op(row, message)
 
     async def _emit(
-        self, op: ChannelOp, outcome: Outcome, message: str, *, error: dict[str, Any] | None = None, rule: str | None = None
+        self,
+        op: ChannelOp,
+        outcome: Outcome,
+        message: str,
+        *,
+        error: dict[str, Any] | None = None,
+        rule: str | None = None,
     ) -> None:
         source = Envelope(
             event_id=_uuid(op.source_event_id),
@@ -293,7 +325,9 @@ async def _ready_ops(session: Any, limit: int) -> list[ChannelOp]:
     now = utcnow()
     stmt = (
         select(ChannelOp)
-        .where(ChannelOp.state.in_([OpState.PENDING.value, OpState.RETRY.value, OpState.SENT.value]))
+        .where(
+            ChannelOp.state.in_([OpState.PENDING.value, OpState.RETRY.value, OpState.SENT.value])
+        )
         .order_by(ChannelOp.id)
         .limit(limit * 4)
     )
@@ -302,7 +336,10 @@ async def _ready_ops(session: Any, limit: int) -> list[ChannelOp]:
     for op in (await session.execute(stmt)).scalars():
         due = (
             op.state == OpState.PENDING
-            or (op.state == OpState.RETRY and (op.next_attempt_at is None or op.next_attempt_at <= now))
+            or (
+                op.state == OpState.RETRY
+                and (op.next_attempt_at is None or op.next_attempt_at <= now)
+            )
             or (op.state == OpState.SENT and (now - op.updated_at).total_seconds() > 30)
         )
         if op.order_id in blocked:
@@ -318,7 +355,9 @@ async def _ready_ops(session: Any, limit: int) -> list[ChannelOp]:
     return out
 
 
-async def _call(connector: MarketplaceConnector, action: str, ops: list[ChannelOp]) -> list[ItemResult]:
+async def _call(
+    connector: MarketplaceConnector, action: str, ops: list[ChannelOp]
+) -> list[ItemResult]:
     p = ops[0].payload
     if action == ob.DISPATCH:
         items = [
@@ -336,7 +375,9 @@ async def _call(connector: MarketplaceConnector, action: str, ops: list[ChannelO
     if action == ob.REQUEST_WAYBILL:
         return await _request_waybills(connector, ops)
     if action == ob.DELAY:
-        return await connector.delay_dispatch(units, date.fromisoformat(p["due_date"]), p["reason"], p["detail"])
+        return await connector.delay_dispatch(
+            units, date.fromisoformat(p["due_date"]), p["reason"], p["detail"]
+        )
     if action == ob.CANCEL:
         return await connector.cancel(units, p["reason"], p.get("buyer_message"))
     if action == ob.APPROVE_CANCEL:
@@ -347,7 +388,9 @@ async def _call(connector: MarketplaceConnector, action: str, ops: list[ChannelO
     if fn is None:
         raise PermanentError(f"{connector.channel} has no operation {action}", code="UNSUPPORTED")
     if action == ob.RETURN_HOLD:
-        result: list[ItemResult] = await fn(units, p.get("reason", "RETURN_DELIVERYFEE"), p.get("fee"))
+        result: list[ItemResult] = await fn(
+            units, p.get("reason", "RETURN_DELIVERYFEE"), p.get("fee")
+        )
         return result
     if action == ob.BUYER_MESSAGE:
         await fn(p["order_no"], p["text"])
@@ -372,7 +415,15 @@ async def _request_waybills(connector: Any, ops: list[ChannelOp]) -> list[ItemRe
         )
         (res,) = await connector.request_waybills([req])
         detail = {"service_id": res.service_id, "invoice_no": res.invoice_no}
-        out.append(ItemResult(p["unit_ids"][0], res.ok, None if res.ok else "WAYBILL_REFUSED", res.message, detail=detail))
+        out.append(
+            ItemResult(
+                p["unit_ids"][0],
+                res.ok,
+                None if res.ok else "WAYBILL_REFUSED",
+                res.message,
+                detail=detail,
+            )
+        )
     return out
 
 
@@ -419,7 +470,9 @@ async def _apply_success(session: Any, op: ChannelOp) -> None:
             repo.set_status(session, line, LineStatus.RETURN_HELD, source, "R14 return hold")
     elif op.action == ob.RETURN_HOLD_RELEASE:
         for line in lines:
-            repo.set_status(session, line, LineStatus.RETURN_REQUESTED, source, "R14 hold released, fee reset")
+            repo.set_status(
+                session, line, LineStatus.RETURN_REQUESTED, source, "R14 hold released, fee reset"
+            )
         await _reset_fee(session, lines)
     elif op.action == ob.RETURN_APPROVE:
         for line in lines:

@@ -78,7 +78,9 @@ class Ingestor:
             for change in changes:
                 is_new = await record_change(session, change)
                 stats.new += is_new
-                metrics.CHANGES_INGESTED.labels(self.channel, change.kind.value, str(is_new).lower()).inc()
+                metrics.CHANGES_INGESTED.labels(
+                    self.channel, change.kind.value, str(is_new).lower()
+                ).inc()
             row = await session.get(IngestCursor, (self.channel, self.account))
             if row is None:
                 session.add(IngestCursor(channel=self.channel, account=self.account, cursor=end))
@@ -86,7 +88,9 @@ class Ingestor:
                 row.cursor = end
             await session.commit()
         stats.published = await self.publish_pending()
-        metrics.INGEST_CURSOR_LAG.labels(self.channel, self.account).set((datetime.now(UTC) - end).total_seconds())
+        metrics.INGEST_CURSOR_LAG.labels(self.channel, self.account).set(
+            (datetime.now(UTC) - end).total_seconds()
+        )
         return stats
 
     async def publish_pending(self, limit: int = 5000) -> int:

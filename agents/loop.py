@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[bytes | None, MessageMeta], Awaitable[None]]
 
 
-async def handle_one(runtime: Runtime, handler: Handler, raw: bytes | None, meta: MessageMeta) -> None:
+async def handle_one(
+    runtime: Runtime, handler: Handler, raw: bytes | None, meta: MessageMeta
+) -> None:
     """Process one message to completion; returns only when it is safe to ack."""
     attempt = 0
     while True:
@@ -44,7 +46,12 @@ async def handle_one(runtime: Runtime, handler: Handler, raw: bytes | None, meta
                 delay = random.uniform(0, min(30.0, 0.2 * 2**attempt))
                 log.error(
                     "%s[%s]@%s infrastructure failure (attempt %d), retrying in %.1fs: %r",
-                    meta.topic, meta.partition, meta.offset, attempt, delay, exc,
+                    meta.topic,
+                    meta.partition,
+                    meta.offset,
+                    attempt,
+                    delay,
+                    exc,
                 )
                 await asyncio.sleep(delay)
                 continue

@@ -127,19 +127,31 @@ class Runtime:
             key=op.order_id,
             reason=f"op_failed:{op.action}",
             error=message[:2000],
-            raw=json.dumps({"idempotency_key": op.idempotency_key, "payload": op.payload, "error": op.last_error}, default=str),
+            raw=json.dumps(
+                {
+                    "idempotency_key": op.idempotency_key,
+                    "payload": op.payload,
+                    "error": op.last_error,
+                },
+                default=str,
+            ),
             at=datetime.now(UTC),
         )
         value = json.dumps(letter.model_dump(mode="json")).encode()
         metrics.EVENTS_DEAD_LETTERED.labels(names.OMS_COMMANDS, "op_failed").inc()
-        await retry_in_place("produce op dead letter", lambda: self.produce(names.dlq(names.OMS_COMMANDS), op.order_id, value))
+        await retry_in_place(
+            "produce op dead letter",
+            lambda: self.produce(names.dlq(names.OMS_COMMANDS), op.order_id, value),
+        )
 
     # --- failures -----------------------------------------------------------------------------
     def base_topic(self, topic: str) -> str:
         prefix = self.settings.topic_prefix
         return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
 
-    async def quarantine(self, meta: MessageMeta, raw: bytes | None, reason: str, error: str) -> None:
+    async def quarantine(
+        self, meta: MessageMeta, raw: bytes | None, reason: str, error: str
+    ) -> None:
         """Record a refused message durably, then send it to the topic's DLQ.
 
         Retries in place (with backoff) until both writes succeed: the message is not acked
@@ -165,11 +177,19 @@ class Runtime:
         )
         value = json.dumps(letter.model_dump(mode="json")).encode()
         await retry_in_place(
-            "produce dead letter", lambda: self.produce(names.dlq(self.base_topic(meta.topic)), key or "", value)
+            "produce dead letter",
+            lambda: self.produce(names.dlq(self.base_topic(meta.topic)), key or "", value),
         )
         await retry_in_place("mark dead-lettered", lambda: self._mark_dead_lettered(record_id))
         metrics.EVENTS_DEAD_LETTERED.labels(self.base_topic(meta.topic), reason).inc()
-        log.warning("dead-lettered %s[%s]@%s: %s %s", meta.topic, meta.partition, meta.offset, reason, error[:200])
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s %s",
+            meta.topic,
+            meta.partition,
+            meta.offset,
+            reason,
+            error[:200],
+        )
 
     async def _record_failure(self, meta: MessageMeta, text: str, reason: str, error: str) -> int:
         async with self.sessions.begin() as session:

@@ -55,7 +55,9 @@ class TrackingHandler:
             if not invoices:
                 message = f"no open invoice {scan.carrier}:{scan.tracking_number}"
             for inv in invoices:
-                inv.tracking_state = merge_state(TrackingState(inv.tracking_state), scan.state).value
+                inv.tracking_state = merge_state(
+                    TrackingState(inv.tracking_state), scan.state
+                ).value
                 inv.last_scan_at = max(filter(None, [inv.last_scan_at, scan.scanned_at]))
                 order = await repo.get_order(session, inv.order_id, lock=True)
                 line = next(ln for ln in order.lines if ln.id == inv.line_id)
@@ -64,21 +66,42 @@ class TrackingHandler:
                     continue
                 if decision.dispatch and ob.is_channel_order(order):
                     ops = await ob.plan_dispatch(
-                        session, order, [line], str(env.event_id), scan.scanned_at, reason="pickup scan"
+                        session,
+                        order,
+                        [line],
+                        str(env.event_id),
+                        scan.scanned_at,
+                        reason="pickup scan",
                     )
                     planned += len(ops)
                     continue
                 for status in decision.new_statuses:
-                    if ob.is_channel_order(order) and LineStatus(line.status) is not LineStatus.SHIPPING:
+                    if (
+                        ob.is_channel_order(order)
+                        and LineStatus(line.status) is not LineStatus.SHIPPING
+                    ):
                         break  # a channel line reaches SHIPPING only once the dispatch is acknowledged
-                    repo.set_status(session, line, status, f"event:{env.event_id}", f"R06 {scan.state}", at=scan.scanned_at)
+                    repo.set_status(
+                        session,
+                        line,
+                        status,
+                        f"event:{env.event_id}",
+                        f"R06 {scan.state}",
+                        at=scan.scanned_at,
+                    )
                     moved += 1
             await session.commit()
         if planned and self.on_ops is not None:
             self.on_ops()
         metrics.EVENTS_CONSUMED.labels(names.TRACKING_EVENTS, env.type, "succeeded").inc()
         text = message or f"{moved} move(s), {planned} dispatch op(s)"
-        await self.rt.emit_result(env, Outcome.SUCCEEDED, text, rule="R06", detail={"moved": moved, "dispatch_ops": planned})
+        await self.rt.emit_result(
+            env,
+            Outcome.SUCCEEDED,
+            text,
+            rule="R06",
+            detail={"moved": moved, "dispatch_ops": planned},
+        )
 
 
 class TrackingPoller:
@@ -158,7 +181,12 @@ class TrackingPoller:
                 timedelta(seconds=self.rt.settings.stale_invoice_after_seconds),
             )
         for scan in scans:
-            env = new_envelope("tracking.scan", orders[scan.tracking_number], channel_of_order(orders[scan.tracking_number]), scan)
+            env = new_envelope(
+                "tracking.scan",
+                orders[scan.tracking_number],
+                channel_of_order(orders[scan.tracking_number]),
+                scan,
+            )
             await self.rt.emit(names.TRACKING_EVENTS, env)
             stats["scans"] += 1
         for inv in stale:
@@ -173,4 +201,3 @@ class TrackingPoller:
             )
         metrics.STALE_INVOICES.set(len(self.reported_stale))
         return stats
-

@@ -58,7 +58,9 @@ def build(settings: Settings, bootstrap: str) -> tuple[faust.App, Runtime]:
     runtime.connectors = build_marketplaces(settings)
     for name, client in runtime.connectors.items():
         client.observer = call_observer(name, runtime.connector_health)
-    runtime.goodsflow = build_goodsflow(settings, call_observer("goodsflow", runtime.connector_health))
+    runtime.goodsflow = build_goodsflow(
+        settings, call_observer("goodsflow", runtime.connector_health)
+    )
 
     dispatcher = Dispatcher(runtime)
     runtime.dispatcher = dispatcher
@@ -88,12 +90,16 @@ def build(settings: Settings, bootstrap: str) -> tuple[faust.App, Runtime]:
         account = getattr(settings, f"{channel}_account_id", "default")
         ingestor = Ingestor(runtime, connector, account=account, overlap=overlap)
         runtime.ingestors[channel] = ingestor
-        _register_timer(app, f"ingest_{channel}", settings.poll_interval_seconds, ingestor.poll_once)
+        _register_timer(
+            app, f"ingest_{channel}", settings.poll_interval_seconds, ingestor.poll_once
+        )
 
     if runtime.goodsflow is not None:
         poller = TrackingPoller(runtime)
         runtime.tracking_poller = poller
-        _register_timer(app, "tracking_poll", settings.tracking_poll_interval_seconds, poller.poll_once)
+        _register_timer(
+            app, "tracking_poll", settings.tracking_poll_interval_seconds, poller.poll_once
+        )
 
     async def rules_timers() -> None:
         now = datetime.now(UTC)
@@ -102,7 +108,11 @@ def build(settings: Settings, bootstrap: str) -> tuple[faust.App, Runtime]:
             cancelled = await timers.cancel_unpaid(session, now)
             await session.commit()
         if confirmed or cancelled:
-            log.info("timers: %d line(s) purchase-confirmed (R07), %d unpaid order(s) cancelled (R08)", confirmed, cancelled)
+            log.info(
+                "timers: %d line(s) purchase-confirmed (R07), %d unpaid order(s) cancelled (R08)",
+                confirmed,
+                cancelled,
+            )
 
     _register_timer(app, "rules_timers", 300.0, rules_timers)
 

@@ -127,7 +127,9 @@ def _print(data: Any, as_json: bool, columns: list[str] | None = None) -> None:
         print(f"({len(data)} rows)")
         return
     for key, value in data.items():
-        print(f"{key}: {json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, dict | list) else value}")
+        print(
+            f"{key}: {json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, dict | list) else value}"
+        )
 
 
 async def _with_engine(settings: Settings, fn: Any) -> Any:
@@ -150,7 +152,9 @@ def cmd_holds(args: argparse.Namespace, settings: Settings) -> int:
         _print(rows, args.json, ["order_id", "reason", "age_seconds", "raised_at", "raised_by"])
         return 0
     try:
-        result = asyncio.run(_with_engine(settings, lambda e: ops.release_hold(e, args.order, args.by, args.note)))
+        result = asyncio.run(
+            _with_engine(settings, lambda e: ops.release_hold(e, args.order, args.by, args.note))
+        )
     except NotFoundError as exc:
         raise CliError(str(exc)) from None
     _print(result, args.json)
@@ -161,8 +165,12 @@ def cmd_ops(args: argparse.Namespace, settings: Settings) -> int:
     from channelsync import ops
 
     states = [s.strip() for s in args.state.split(",")] if args.state else None
-    rows = asyncio.run(_with_engine(settings, lambda e: ops.list_ops(e, states, args.order, args.limit)))
-    _print(rows, args.json, ["id", "order_id", "channel", "action", "state", "attempts", "last_error"])
+    rows = asyncio.run(
+        _with_engine(settings, lambda e: ops.list_ops(e, states, args.order, args.limit))
+    )
+    _print(
+        rows, args.json, ["id", "order_id", "channel", "action", "state", "attempts", "last_error"]
+    )
     return 0
 
 
@@ -171,7 +179,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.replay_command == "outbound":
         since = _parse_time(args.since) if args.since else None
-        result = asyncio.run(_with_engine(settings, lambda e: ops.replay_outbound(e, since, args.order)))
+        result = asyncio.run(
+            _with_engine(settings, lambda e: ops.replay_outbound(e, since, args.order))
+        )
         _print(result, args.json)
         return 0
     from connectors.registry import build_marketplaces
@@ -182,7 +192,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("--until must be after --since")
     connectors = build_marketplaces(settings)
     if args.channel not in connectors:
-        raise CliError(f"channel {args.channel!r} is not enabled (enabled: {', '.join(connectors) or 'none'})")
+        raise CliError(
+            f"channel {args.channel!r} is not enabled (enabled: {', '.join(connectors) or 'none'})"
+        )
 
     async def go(engine: Any) -> Any:
         try:
@@ -204,13 +216,19 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         _print(report, True)
         return 0
     print(f"channelsync status at {report['at']}")
-    print("lines by status: " + ", ".join(f"{k}={v}" for k, v in sorted(report["lines_by_status"].items())))
+    print(
+        "lines by status: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(report["lines_by_status"].items()))
+    )
     print(f"open holds: {report['open_holds']} (oldest {report['oldest_hold_age_seconds']} s)")
     print("ledger ops:")
     _print(report["ops"], False, ["channel", "action", "state", "count"])
     print("ingest cursors:")
     _print(report["ingest_cursors"], False)
-    print("dead-lettered by reason: " + (", ".join(f"{k}={v}" for k, v in report["dead_lettered_by_reason"].items()) or "none"))
+    print(
+        "dead-lettered by reason: "
+        + (", ".join(f"{k}={v}" for k, v in report["dead_lettered_by_reason"].items()) or "none")
+    )
     print(f"changes recorded but not applied: {report['changes_not_applied']}")
     return 0
 

@@ -84,7 +84,9 @@ async def _wait_ready(proc: subprocess.Popen[bytes], log_path: Path, timeout: fl
     raise TimeoutError("worker did not become ready")
 
 
-async def _collect_results(run: DemoRun, want: set[str], timeout: float = 60) -> list[dict[str, Any]]:
+async def _collect_results(
+    run: DemoRun, want: set[str], timeout: float = 60
+) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(
         names.SYNC_RESULTS,
         bootstrap_servers=run.bootstrap,
@@ -124,7 +126,9 @@ def _traffic() -> tuple[list[Envelope], dict[str, LineStatus]]:
                 Channel.OMS,
                 OrderImport(
                     address=address,
-                    lines=[LineSpec(line_id=line, sku=f"SKU-{i}", quantity=i, unit_price=Decimal(9900))],
+                    lines=[
+                        LineSpec(line_id=line, sku=f"SKU-{i}", quantity=i, unit_price=Decimal(9900))
+                    ],
                 ),
             )
         )
@@ -154,7 +158,7 @@ async def run_demo(settings: Settings, quick: bool = False) -> int:
     broker = EmbeddedBroker()
     external = settings.kafka_bootstrap_servers
     print("channelsync demo — everything embedded; working directory", workdir)
-    bootstrap = external or await asyncio.to_thread(broker.start)
+    bootstrap = external if external else await asyncio.to_thread(broker.start)
     run = DemoRun(bootstrap, database_url, workdir)
     run.say(f"broker {'(external) ' if external else '(embedded Tansu) '}on {bootstrap}")
     engine = make_engine(database_url)
@@ -170,7 +174,9 @@ async def run_demo(settings: Settings, quick: bool = False) -> int:
         try:
             for env in events:
                 async with asyncio.timeout(15):
-                    await producer.send_and_wait(names.OMS_COMMANDS, encode(env), key=env.order_id.encode())
+                    await producer.send_and_wait(
+                        names.OMS_COMMANDS, encode(env), key=env.order_id.encode()
+                    )
             async with asyncio.timeout(15):
                 await producer.send_and_wait(names.OMS_COMMANDS, b"{garbage", key=b"DEMO-X")
         finally:
@@ -185,7 +191,9 @@ async def run_demo(settings: Settings, quick: bool = False) -> int:
         async with engine.connect() as conn:
             rows = (await conn.execute(select(OrderLine.id, OrderLine.status))).all()
         actual = {row.id: row.status for row in rows}
-        mismatches = {k: (v.value, actual.get(k)) for k, v in expected.items() if actual.get(k) != v.value}
+        mismatches = {
+            k: (v.value, actual.get(k)) for k, v in expected.items() if actual.get(k) != v.value
+        }
         ok = not mismatches and len(results) == len(events) and outcomes.get("refused") == 1
         print("\n=== summary ===")
         print(f"commands sent: {len(events)}; results: {len(results)}")

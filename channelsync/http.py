@@ -25,7 +25,10 @@ async def health_report(runtime: Any) -> dict[str, Any]:
         checks["database"] = {"ok": True}
     except Exception as exc:  # report, never raise
         checks["database"] = {"ok": False, "error": type(exc).__name__}
-    checks["broker"] = {"ok": runtime.last_produce_error is None, "error": runtime.last_produce_error}
+    checks["broker"] = {
+        "ok": runtime.last_produce_error is None,
+        "error": runtime.last_produce_error,
+    }
     for name, client in list(runtime.connectors.items()) + [("goodsflow", runtime.goodsflow)]:
         if client is None:
             continue

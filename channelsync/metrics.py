@@ -12,10 +12,14 @@ EVENTS_CONSUMED = Counter(
     "channelsync_events_consumed_total", "Messages consumed", ["topic", "type", "outcome"]
 )
 EVENTS_DEAD_LETTERED = Counter(
-    "channelsync_events_dead_lettered_total", "Messages sent to a dead-letter topic", ["topic", "reason"]
+    "channelsync_events_dead_lettered_total",
+    "Messages sent to a dead-letter topic",
+    ["topic", "reason"],
 )
 EXTERNAL_CALLS = Counter(
-    "channelsync_external_calls_total", "Calls to marketplaces / Goodsflow", ["connector", "endpoint", "outcome"]
+    "channelsync_external_calls_total",
+    "Calls to marketplaces / Goodsflow",
+    ["connector", "endpoint", "outcome"],
 )
 EXTERNAL_CALL_SECONDS = Histogram(
     "channelsync_external_call_duration_seconds",
@@ -23,7 +27,9 @@ EXTERNAL_CALL_SECONDS = Histogram(
     ["connector", "endpoint"],
     buckets=CALL_BUCKETS,
 )
-OPS = Counter("channelsync_ops_total", "Outbound ledger op outcomes", ["channel", "action", "outcome"])
+OPS = Counter(
+    "channelsync_ops_total", "Outbound ledger op outcomes", ["channel", "action", "outcome"]
+)
 LEDGER_OPS = Gauge("channelsync_ledger_ops", "Ledger ops by state", ["channel", "state"])
 OPEN_HOLDS = Gauge("channelsync_open_holds", "Orders on delivery hold")
 OLDEST_HOLD_SECONDS = Gauge("channelsync_oldest_hold_age_seconds", "Age of the oldest open hold")
@@ -43,9 +49,13 @@ PUSH_DELAY = Histogram(
     buckets=DELAY_BUCKETS,
 )
 CHANGES_INGESTED = Counter(
-    "channelsync_changes_ingested_total", "Marketplace changes found by polling", ["channel", "kind", "new"]
+    "channelsync_changes_ingested_total",
+    "Marketplace changes found by polling",
+    ["channel", "kind", "new"],
 )
-STALE_INVOICES = Gauge("channelsync_stale_invoices", "Invoices with no carrier scan after STALE_INVOICE_AFTER_SECONDS")
+STALE_INVOICES = Gauge(
+    "channelsync_stale_invoices", "Invoices with no carrier scan after STALE_INVOICE_AFTER_SECONDS"
+)
 
 
 async def refresh_store_gauges(sessions: object) -> None:
@@ -60,11 +70,15 @@ async def refresh_store_gauges(sessions: object) -> None:
     async with sessions() as session:  # type: ignore[operator]
         rows = (
             await session.execute(
-                select(ChannelOp.channel, ChannelOp.state, func.count()).group_by(ChannelOp.channel, ChannelOp.state)
+                select(ChannelOp.channel, ChannelOp.state, func.count()).group_by(
+                    ChannelOp.channel, ChannelOp.state
+                )
             )
         ).all()
         holds = (
-            await session.execute(select(func.count(), func.min(Hold.raised_at)).where(Hold.released_at.is_(None)))
+            await session.execute(
+                select(func.count(), func.min(Hold.raised_at)).where(Hold.released_at.is_(None))
+            )
         ).one()
     seen = set()
     for channel, state, n in rows:

@@ -42,7 +42,9 @@ async def list_holds(engine: AsyncEngine) -> list[dict[str, Any]]:
         ]
 
 
-async def release_hold(engine: AsyncEngine, order_id: str, by: str, note: str = "") -> dict[str, Any]:
+async def release_hold(
+    engine: AsyncEngine, order_id: str, by: str, note: str = ""
+) -> dict[str, Any]:
     """R12: lift the order's holds and un-park its work."""
     async with async_sessionmaker(engine, expire_on_commit=False)() as session:
         order = await repo.get_order(session, order_id, lock=True)
@@ -127,7 +129,9 @@ async def replay_ingest(
             if applied.outcome == "applied":
                 row = (
                     await session.execute(
-                        select(ChannelChangeRow).where(ChannelChangeRow.dedupe_key == change.change_key)
+                        select(ChannelChangeRow).where(
+                            ChannelChangeRow.dedupe_key == change.change_key
+                        )
                     )
                 ).scalar_one()
                 row.outcome = "applied"
@@ -139,32 +143,53 @@ async def replay_ingest(
 async def status(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
     now = datetime.now(UTC)
     async with async_sessionmaker(engine)() as session:
-        lines = dict((await session.execute(select(OrderLine.status, func.count()).group_by(OrderLine.status))).all())
+        lines = dict(
+            (
+                await session.execute(
+                    select(OrderLine.status, func.count()).group_by(OrderLine.status)
+                )
+            ).all()
+        )
         ops = [
             {"channel": c, "action": a, "state": s, "count": n}
             for c, a, s, n in (
                 await session.execute(
-                    select(ChannelOp.channel, ChannelOp.action, ChannelOp.state, func.count()).group_by(
-                        ChannelOp.channel, ChannelOp.action, ChannelOp.state
-                    )
+                    select(
+                        ChannelOp.channel, ChannelOp.action, ChannelOp.state, func.count()
+                    ).group_by(ChannelOp.channel, ChannelOp.action, ChannelOp.state)
                 )
             ).all()
         ]
         holds = await repo.open_holds(session)
         cursors = [
-            {"channel": c.channel, "account": c.account, "cursor": _iso(c.cursor), "lag_seconds": round((now - c.cursor).total_seconds())}
+            {
+                "channel": c.channel,
+                "account": c.account,
+                "cursor": _iso(c.cursor),
+                "lag_seconds": round((now - c.cursor).total_seconds()),
+            }
             for c in (await session.execute(select(IngestCursor))).scalars()
         ]
-        failed = dict((await session.execute(select(FailedEvent.reason, func.count()).group_by(FailedEvent.reason))).all())
+        failed = dict(
+            (
+                await session.execute(
+                    select(FailedEvent.reason, func.count()).group_by(FailedEvent.reason)
+                )
+            ).all()
+        )
         unapplied = await session.scalar(
-            select(func.count()).select_from(ChannelChangeRow).where(ChannelChangeRow.applied_at.is_(None))
+            select(func.count())
+            .select_from(ChannelChangeRow)
+            .where(ChannelChangeRow.applied_at.is_(None))
         )
     return {
         "at": now.isoformat(),
         "lines_by_status": lines,
         "ops": ops,
         "open_holds": len(holds),
-        "oldest_hold_age_seconds": round((now - holds[0].raised_at).total_seconds()) if holds else 0,
+        "oldest_hold_age_seconds": round((now - holds[0].raised_at).total_seconds())
+        if holds
+        else 0,
         "ingest_cursors": cursors,
         "dead_lettered_by_reason": failed,
         "changes_not_applied": unapplied,

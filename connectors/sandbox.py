@@ -151,9 +151,7 @@ class Sandbox:
 
     name = "sandbox"
 
-    def __init__(
-        self, *, rates: dict[str, float] | None = None, seed: int | None = None
-    ) -> None:
+    def __init__(self, *, rates: dict[str, float] | None = None, seed: int | None = None) -> None:
         self.ledger = Ledger()
         self.faults = Faults()
         self.quota = QuotaLimiter(rates)

@@ -82,7 +82,9 @@ async def plan_waybill(session: AsyncSession, env: Envelope, cmd: WaybillRequest
     ops = []
     for line in lines:
         check_waybill_allowed(order.on_hold, LineStatus(line.status), order_id=order.id)
-        reprint = sum(1 for inv in await repo.active_invoices(session, [line.id]) if inv.reprint_required)
+        reprint = sum(
+            1 for inv in await repo.active_invoices(session, [line.id]) if inv.reprint_required
+        )
         unique = f"{line.id}" + (f":r{reprint}" if reprint else "")
         payload = {
             "unique_id": unique,
@@ -90,7 +92,14 @@ async def plan_waybill(session: AsyncSession, env: Envelope, cmd: WaybillRequest
             "unit_ids": [line.channel_unit_id or line.id],
             "carrier": cmd.carrier.value,
             "receiver": order.address,
-            "items": [{"order_no": order.channel_order_id or order.id, "name": line.name or line.sku, "quantity": line.quantity, "price": int(line.unit_price)}],
+            "items": [
+                {
+                    "order_no": order.channel_order_id or order.id,
+                    "name": line.name or line.sku,
+                    "quantity": line.quantity,
+                    "price": int(line.unit_price),
+                }
+            ],
         }
         op, _ = await ledger.record_intent(
             session,

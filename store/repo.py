@@ -98,10 +98,17 @@ def line_view(
     )
 
 
-OPEN_CLAIM_STATES = (ClaimStatus.REQUESTED, ClaimStatus.HELD, ClaimStatus.COLLECTED, ClaimStatus.APPROVED)
+OPEN_CLAIM_STATES = (
+    ClaimStatus.REQUESTED,
+    ClaimStatus.HELD,
+    ClaimStatus.COLLECTED,
+    ClaimStatus.APPROVED,
+)
 
 
-async def open_claim_states(session: AsyncSession, line_ids: Iterable[str]) -> dict[str, ClaimStatus]:
+async def open_claim_states(
+    session: AsyncSession, line_ids: Iterable[str]
+) -> dict[str, ClaimStatus]:
     """The status of each line's newest open claim."""
     ids = list(line_ids)
     if not ids:
@@ -164,8 +171,13 @@ def record_initial(session: AsyncSession, line: OrderLine, source: str, note: st
     """History row for a line's first status."""
     session.add(
         StatusHistory(
-            order_id=line.order_id, line_id=line.id, from_status=None, to_status=line.status,
-            at=line.status_changed_at or utcnow(), source=source, note=note,
+            order_id=line.order_id,
+            line_id=line.id,
+            from_status=None,
+            to_status=line.status,
+            at=line.status_changed_at or utcnow(),
+            source=source,
+            note=note,
         )
     )
 

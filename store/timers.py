@@ -29,7 +29,9 @@ async def confirm_due_purchases(session: AsyncSession, now: datetime) -> int:
     for line in (await session.execute(stmt)).scalars():
         assert line.delivered_at is not None
         if purchase_confirmation_due(repo.line_view(line, True), line.delivered_at, now):
-            repo.set_status(session, line, LineStatus.PURCHASE_CONFIRMED, "timer:R07", "7 days after delivery")
+            repo.set_status(
+                session, line, LineStatus.PURCHASE_CONFIRMED, "timer:R07", "7 days after delivery"
+            )
             n += 1
     return n
 

@@ -94,7 +94,12 @@ class DispatchDelay(Model):
     line_ids: LineIds = Field(min_length=1)
     due_date: date
     reason: Literal[
-        "PRODUCT_PREPARE", "CUSTOMER_REQUEST", "CUSTOM_BUILD", "RESERVED_DISPATCH", "OVERSEA_DELIVERY", "ETC"
+        "PRODUCT_PREPARE",
+        "CUSTOMER_REQUEST",
+        "CUSTOM_BUILD",
+        "RESERVED_DISPATCH",
+        "OVERSEA_DELIVERY",
+        "ETC",
     ]
     detail: str = Field(min_length=1, max_length=300)
 
@@ -104,7 +109,12 @@ class SellerCancel(Model):
 
     line_ids: LineIds = Field(min_length=1)
     reason: Literal[
-        "SOLD_OUT", "DELAYED_DELIVERY", "UNDELIVERABLE_AREA", "CHANGED_MIND", "OPTION_CHANGE", "OTHER"
+        "SOLD_OUT",
+        "DELAYED_DELIVERY",
+        "UNDELIVERABLE_AREA",
+        "CHANGED_MIND",
+        "OPTION_CHANGE",
+        "OTHER",
     ]
     buyer_message: str | None = Field(default=None, max_length=1000)
 

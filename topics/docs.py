@@ -54,7 +54,9 @@ def _fields(schema: dict[str, Any]) -> str:
         note = prop.get("description", "")
         if "default" in prop and name not in required:
             note = (note + f" default `{prop['default']}`").strip()
-        rows.append(f"| `{name}` | {_type_name(prop)} | {'yes' if name in required else ''} | {note} |")
+        rows.append(
+            f"| `{name}` | {_type_name(prop)} | {'yes' if name in required else ''} | {note} |"
+        )
     return "\n".join(rows) + "\n"
 
 
@@ -67,14 +69,18 @@ def render_markdown() -> str:
         "\n## Changes on `channel.changes`\n\nType `change.<kind>` with a `ChannelChange` payload; "
         "kinds: " + ", ".join(f"`{k.value}`" for k in ChangeKind) + ".\n"
     )
-    out.append("\n## Tracking and results\n\n`tracking.scan` → TrackingScan on `tracking.events`; "
-               "`sync.result` → SyncResult on `sync.results`.\n")
+    out.append(
+        "\n## Tracking and results\n\n`tracking.scan` → TrackingScan on `tracking.events`; "
+        "`sync.result` → SyncResult on `sync.results`.\n"
+    )
     out.append("\n## Payload models\n")
     for name, schema in schemas.items():
         if name == "Envelope":
             continue
         types = ", ".join(f"`{t}`" for t in schema.get("x-event-types", []))
-        out.append(f"\n### {name}\n\n{(schema.get('description') or '').strip()}\n\nEvent types: {types}\n\n")
+        out.append(
+            f"\n### {name}\n\n{(schema.get('description') or '').strip()}\n\nEvent types: {types}\n\n"
+        )
         out.append(_fields(schema))
         for def_name, sub in sorted(schema.get("$defs", {}).items()):
             if "properties" in sub:

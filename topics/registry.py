@@ -45,7 +45,9 @@ def encode(envelope: Envelope) -> bytes:
     return envelope.model_dump_json().encode()
 
 
-def decode(raw: bytes | str | None, allowed: dict[str, type[Model]] | None = None) -> tuple[Envelope, Model]:
+def decode(
+    raw: bytes | str | None, allowed: dict[str, type[Model]] | None = None
+) -> tuple[Envelope, Model]:
     """Parse and validate one message. ``allowed`` restricts the types (per topic)."""
     if raw is None:
         raise DecodeError("not_json", "empty message")
@@ -85,7 +87,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     """JSON Schema of the envelope and of every payload model, by name."""
     out: dict[str, dict[str, Any]] = {"Envelope": Envelope.model_json_schema()}
     seen: set[type[Model]] = set()
-    for type_name, model in sorted(EVENT_MODELS.items()):
+    for _type_name, model in sorted(EVENT_MODELS.items()):
         if model in seen:
             continue
         seen.add(model)

@@ -57,10 +57,10 @@ from aiohttp import web
 
 from channelsync.settings import Settings
 from connectors.naverpay import endpoints as ep
-from connectors.naverpay.dates import format_dt, from_epoch, parse_dt
+from connectors.naverpay.dates import format_dt, from_epoch
 from connectors.naverpay.sandbox_api import SandboxApi
 from connectors.naverpay.sandbox_control import add_control_routes
-from connectors.naverpay.sim_state import Refusal, SimError
+from connectors.naverpay.sim_state import Refusal
 from connectors.naverpay.simulator import NaverWorld
 from connectors.naverpay.simulator_seller import SellerDesk
 from connectors.sandbox import QuotaLimiter, Sandbox, serve_forever
@@ -361,16 +361,6 @@ class NaverPaySandbox(Sandbox):
 
     def detail(self, po_id: str) -> dict[str, Any] | None:
         return self.world.detail(po_id)
-
-
-def parse_at(value: object) -> datetime | None:
-    """``"at"`` of a control body (ISO date-time) or None; SimError when malformed."""
-    if value in (None, ""):
-        return None
-    try:
-        return parse_dt(str(value))
-    except ValueError:
-        raise SimError(f"bad 'at': {value!r}") from None
 
 
 async def main(host: str = "127.0.0.1", port: int = 18081) -> None:

@@ -9,10 +9,12 @@ A refused event answers 409 ``{"error": "..."}``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from connectors.naverpay.dates import parse_dt
 from connectors.naverpay.sim_state import SimError
 
 if TYPE_CHECKING:
@@ -21,9 +23,17 @@ if TYPE_CHECKING:
 Body = dict[str, Any]
 
 
-def _timing(body: Body) -> dict[str, Any]:
-    from connectors.naverpay.sandbox import parse_at
+def parse_at(value: object) -> datetime | None:
+    """``"at"`` of a control body (ISO date-time) or None; SimError when malformed."""
+    if value in (None, ""):
+        return None
+    try:
+        return parse_dt(str(value))
+    except ValueError:
+        raise SimError(f"bad 'at': {value!r}") from None
 
+
+def _timing(body: Body) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if body.get("at"):
         out["at"] = parse_at(body["at"])

@@ -32,6 +32,7 @@ from connectors.base import (
     CallObserver,
     RateLimiter,
     RetryPolicy,
+    TokenBucket,
 )
 from connectors.contract import DispatchItem, ItemResult, UnsupportedOperationError
 from connectors.errors import (
@@ -83,6 +84,7 @@ class Qoo10Client(ChangeListing, CancelOperations, BaseHttpClient):
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         rate_per_second: float | None = 5.0,
         endpoint_rates: dict[str, float] | None = None,
+        account_rate_per_second: float | None = None,
         max_window: timedelta = MAX_SEARCH_WINDOW,
         check_claims_before_dispatch: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -104,6 +106,11 @@ class Qoo10Client(ChangeListing, CancelOperations, BaseHttpClient):
         self.max_window = max_window
         self.check_claims_before_dispatch = check_claims_before_dispatch
         self.keys = SellerKeyManager(self._create_key)
+        # Qoo10 publishes no limit (5-10 req/s is folklore, qoo10.md §7): besides the bucket per
+        # method, an optional bucket shared by every call of this seller account.
+        self._account_bucket = (
+            TokenBucket(account_rate_per_second) if account_rate_per_second else None
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Qoo10Client:
@@ -173,6 +180,8 @@ class Qoo10Client(ChangeListing, CancelOperations, BaseHttpClient):
             key = await self.keys.current()
 
             async def send(key: str = key) -> Any:
+                if self._account_bucket is not None:
+                    await self._account_bucket.acquire()
                 response = await self.http.post(
                     method_path(method),
                     data=request_form(params),

@@ -31,13 +31,19 @@ ADDRESS = Address(name="Kim", phone="010-0000-0000", zip_code="04524", line1="Se
 def _order_import(order_id: str) -> OrderImport:
     return OrderImport(
         address=ADDRESS,
-        lines=[LineSpec(line_id=f"{order_id}-1", sku="SKU1", quantity=2, unit_price=Decimal("1000"))],
+        lines=[
+            LineSpec(line_id=f"{order_id}-1", sku="SKU1", quantity=2, unit_price=Decimal("1000"))
+        ],
     )
 
 
 @pytest.fixture
 def worker(
-    kafka_bootstrap: str, db_config: tuple[str, str | None], topic_prefix: str, tmp_path: Path, engine: AsyncEngine
+    kafka_bootstrap: str,
+    db_config: tuple[str, str | None],
+    topic_prefix: str,
+    tmp_path: Path,
+    engine: AsyncEngine,
 ) -> object:
     url, schema = db_config
     env = {
@@ -79,7 +85,9 @@ async def test_s1_s3_command_flows_end_to_end(
     async with KafkaClient(kafka_bootstrap, topic_prefix) as kafka:
         await kafka.send(names.OMS_COMMANDS, imp)
         await kafka.send_raw(names.OMS_COMMANDS, order_id.encode(), b"{not json")
-        await kafka.send_raw(names.OMS_COMMANDS, order_id.encode(), json.dumps({"type": "x"}).encode())
+        await kafka.send_raw(
+            names.OMS_COMMANDS, order_id.encode(), json.dumps({"type": "x"}).encode()
+        )
         await kafka.send(names.OMS_COMMANDS, move)
         await kafka.send(names.OMS_COMMANDS, move)  # redelivery of the same event
         await kafka.send(names.OMS_COMMANDS, skip)
@@ -91,7 +99,9 @@ async def test_s1_s3_command_flows_end_to_end(
     outcomes = [(r["payload"]["source_event_id"], r["payload"]["outcome"]) for r in results]
     assert (str(imp.event_id), "succeeded") in outcomes
     assert [o for e, o in outcomes if e == str(move.event_id)] == ["succeeded", "duplicate"]
-    refused = [r["payload"] for r in results if r["payload"]["source_event_id"] == str(skip.event_id)]
+    refused = [
+        r["payload"] for r in results if r["payload"]["source_event_id"] == str(skip.event_id)
+    ]
     assert refused[0]["outcome"] == "refused" and refused[0]["rule"] == "R01"
     assert sorted(d["reason"] for d in dlq) == ["bad_envelope", "not_json"]
 
@@ -99,7 +109,9 @@ async def test_s1_s3_command_flows_end_to_end(
         line = (await conn.execute(select(OrderLine).where(OrderLine.id == f"{order_id}-1"))).one()
         assert line.status == LineStatus.READY_TO_SHIP.value
         moves = await conn.scalar(
-            select(func.count()).select_from(StatusHistory).where(StatusHistory.order_id == order_id)
+            select(func.count())
+            .select_from(StatusHistory)
+            .where(StatusHistory.order_id == order_id)
         )
         assert moves == 2  # imported + one move, not two
         assert await conn.scalar(select(func.count()).select_from(ProcessedEvent)) == 3

@@ -25,7 +25,9 @@ def test_compose_has_every_service_with_healthchecks() -> None:
         assert "healthcheck" in services[name], name
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert services["migrate"]["command"] == ["channelsync", "db", "upgrade"]
-    assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert (
+        services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    )
 
 
 def test_compose_environment_names_are_settings() -> None:
@@ -39,7 +41,9 @@ def test_compose_environment_names_are_settings() -> None:
 
 def test_prometheus_scrapes_the_worker_metrics_port() -> None:
     prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
+    targets = [
+        t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    ]
     port = _compose()["services"]["worker"]["environment"]["METRICS_PORT"]
     assert f"worker:{port}" in targets
 

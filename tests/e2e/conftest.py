@@ -21,7 +21,9 @@ pytestmark = pytest.mark.integration
 def build_sandboxes(names: tuple[str, ...]) -> dict[str, object]:
     out: dict[str, object] = {}
     if "goodsflow" in names:
-        out["goodsflow"] = GoodsflowSandbox(step_seconds=1.0, pickup_after_seconds=3600.0, auto_print=True, seed=7)
+        out["goodsflow"] = GoodsflowSandbox(
+            step_seconds=1.0, pickup_after_seconds=3600.0, auto_print=True, seed=7
+        )
     if "naverpay" in names:
         from connectors.naverpay.sandbox import NaverPaySandbox
 
@@ -42,7 +44,9 @@ async def start_stack(
     sandboxes = build_sandboxes(sandbox_names)
     urls = {name: await sb.start() for name, sb in sandboxes.items()}  # type: ignore[attr-defined]
     prefix = f"e{uuid.uuid4().hex[:8]}."
-    worker = WorkerProcess(worker_env(kafka_bootstrap, PG_URL, schema, prefix, urls, **env_extra), tmp / "worker.log")
+    worker = WorkerProcess(
+        worker_env(kafka_bootstrap, PG_URL, schema, prefix, urls, **env_extra), tmp / "worker.log"
+    )
     try:
         worker.start()
         async with KafkaClient(kafka_bootstrap, prefix) as kafka:

@@ -59,7 +59,9 @@ class Stack:
                 if outcome is None or r["outcome"] == outcome:
                     return r
             await asyncio.sleep(0.3)
-        raise TimeoutError(f"no {outcome or ''} result for {event_id}; saw {seen}\n{self.worker.tail(3000)}")
+        raise TimeoutError(
+            f"no {outcome or ''} result for {event_id}; saw {seen}\n{self.worker.tail(3000)}"
+        )
 
     async def wait_until(
         self, check: Callable[[], Awaitable[bool]], what: str, timeout: float = 45.0
@@ -83,11 +85,27 @@ class Stack:
 
     async def lines_of(self, order_id: str) -> list[OrderLine]:
         async with self.sessions() as s:
-            return list((await s.execute(select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.id))).scalars())
+            return list(
+                (
+                    await s.execute(
+                        select(OrderLine)
+                        .where(OrderLine.order_id == order_id)
+                        .order_by(OrderLine.id)
+                    )
+                ).scalars()
+            )
 
     async def ops_of(self, order_id: str) -> list[ChannelOp]:
         async with self.sessions() as s:
-            return list((await s.execute(select(ChannelOp).where(ChannelOp.order_id == order_id).order_by(ChannelOp.id))).scalars())
+            return list(
+                (
+                    await s.execute(
+                        select(ChannelOp)
+                        .where(ChannelOp.order_id == order_id)
+                        .order_by(ChannelOp.id)
+                    )
+                ).scalars()
+            )
 
     async def status_is(self, line_id: str, status: str) -> bool:
         return (await self.line(line_id)).status == status

@@ -24,16 +24,36 @@ ADDRESS = Address(name="Lee", phone="010-2222-3333", zip_code="06236", line1="Ga
 
 @pytest.fixture(scope="module")
 async def stack(kafka_bootstrap: str, e2e_tmp: Path, require_pg: None) -> AsyncIterator[Stack]:
-    async for s in start_stack(kafka_bootstrap, e2e_tmp, ("goodsflow",), STALE_INVOICE_AFTER_SECONDS="2"):
+    async for s in start_stack(
+        kafka_bootstrap, e2e_tmp, ("goodsflow",), STALE_INVOICE_AFTER_SECONDS="2"
+    ):
         yield s
 
 
 async def _ready_order(stack: Stack, carrier: Carrier, number: str) -> str:
     oid = f"OMS-{uuid.uuid4().hex[:8]}"
     line = f"{oid}-1"
-    imp = new_envelope("order.import", oid, Channel.OMS, OrderImport(address=ADDRESS, lines=[LineSpec(line_id=line, sku="A", quantity=1, unit_price=Decimal(5000))]))
-    ready = new_envelope("line.status", oid, Channel.OMS, LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP))
-    ship = new_envelope("shipment.registered", oid, Channel.OMS, ShipmentRegistered(line_ids=[line], carrier=carrier, tracking_number=number))
+    imp = new_envelope(
+        "order.import",
+        oid,
+        Channel.OMS,
+        OrderImport(
+            address=ADDRESS,
+            lines=[LineSpec(line_id=line, sku="A", quantity=1, unit_price=Decimal(5000))],
+        ),
+    )
+    ready = new_envelope(
+        "line.status",
+        oid,
+        Channel.OMS,
+        LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP),
+    )
+    ship = new_envelope(
+        "shipment.registered",
+        oid,
+        Channel.OMS,
+        ShipmentRegistered(line_ids=[line], carrier=carrier, tracking_number=number),
+    )
     await stack.send(imp, ready, ship)
     result = await stack.wait_result(ship.event_id)
     assert result["outcome"] == "succeeded", result
@@ -54,17 +74,39 @@ async def test_r06_pickup_scan_moves_line_to_shipping_then_delivered(stack: Stac
 
     await stack.wait_until(registered, "Goodsflow tracking registration")
     gf.advance(number, "PICKUP")
-    await stack.wait_until(lambda: stack.status_is(line, LineStatus.SHIPPING), "SHIPPING after pickup scan")
+    await stack.wait_until(
+        lambda: stack.status_is(line, LineStatus.SHIPPING), "SHIPPING after pickup scan"
+    )
     gf.advance(number, "COMPLETED")
-    await stack.wait_until(lambda: stack.status_is(line, LineStatus.DELIVERED), "DELIVERED after delivered scan")
+    await stack.wait_until(
+        lambda: stack.status_is(line, LineStatus.DELIVERED), "DELIVERED after delivered scan"
+    )
 
 
 async def test_r18_invalid_invoice_refused_before_anything_is_sent(stack: Stack) -> None:
     oid = f"OMS-{uuid.uuid4().hex[:8]}"
     line = f"{oid}-1"
-    imp = new_envelope("order.import", oid, Channel.OMS, OrderImport(address=ADDRESS, lines=[LineSpec(line_id=line, sku="A", quantity=1, unit_price=Decimal(5000))]))
-    ready = new_envelope("line.status", oid, Channel.OMS, LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP))
-    bad = new_envelope("shipment.registered", oid, Channel.OMS, ShipmentRegistered(line_ids=[line], carrier=Carrier.EPOST, tracking_number="12345"))
+    imp = new_envelope(
+        "order.import",
+        oid,
+        Channel.OMS,
+        OrderImport(
+            address=ADDRESS,
+            lines=[LineSpec(line_id=line, sku="A", quantity=1, unit_price=Decimal(5000))],
+        ),
+    )
+    ready = new_envelope(
+        "line.status",
+        oid,
+        Channel.OMS,
+        LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP),
+    )
+    bad = new_envelope(
+        "shipment.registered",
+        oid,
+        Channel.OMS,
+        ShipmentRegistered(line_ids=[line], carrier=Carrier.EPOST, tracking_number="12345"),
+    )
     await stack.send(imp, ready, bad)
     result = await stack.wait_result(bad.event_id)
     assert result["outcome"] == "refused" and result["rule"] == "R18"
@@ -84,7 +126,11 @@ async def test_stale_invoice_without_scan_is_reported(stack: Stack) -> None:
     async def reported() -> bool:
         for results in (await stack.results()).values():
             for r in results:
-                if r["outcome"] == "failed" and (r.get("error") or {}).get("code") == "STALE_INVOICE" and number in r["message"]:
+                if (
+                    r["outcome"] == "failed"
+                    and (r.get("error") or {}).get("code") == "STALE_INVOICE"
+                    and number in r["message"]
+                ):
                     return True
         return False
 
@@ -105,14 +151,31 @@ async def test_r27_r05_waybill_requested_once_with_contract_sender(stack: Stack)
 
     oid = f"OMS-{uuid.uuid4().hex[:8]}"
     line = f"{oid}-1"
-    imp = new_envelope("order.import", oid, Channel.OMS, OrderImport(address=ADDRESS, lines=[LineSpec(line_id=line, sku="B", quantity=2, unit_price=Decimal(7000))]))
-    early = new_envelope("waybill.request", oid, Channel.OMS, WaybillRequest(line_ids=[line], carrier=Carrier.CJ))
+    imp = new_envelope(
+        "order.import",
+        oid,
+        Channel.OMS,
+        OrderImport(
+            address=ADDRESS,
+            lines=[LineSpec(line_id=line, sku="B", quantity=2, unit_price=Decimal(7000))],
+        ),
+    )
+    early = new_envelope(
+        "waybill.request", oid, Channel.OMS, WaybillRequest(line_ids=[line], carrier=Carrier.CJ)
+    )
     await stack.send(imp, early)
     refused = await stack.wait_result(early.event_id)
     assert refused["outcome"] == "refused" and refused["rule"] == "R05"
 
-    ready = new_envelope("line.status", oid, Channel.OMS, LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP))
-    req = new_envelope("waybill.request", oid, Channel.OMS, WaybillRequest(line_ids=[line], carrier=Carrier.CJ))
+    ready = new_envelope(
+        "line.status",
+        oid,
+        Channel.OMS,
+        LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP),
+    )
+    req = new_envelope(
+        "waybill.request", oid, Channel.OMS, WaybillRequest(line_ids=[line], carrier=Carrier.CJ)
+    )
     await stack.send(ready, req, req)
     done = await stack.wait_result(req.event_id, "succeeded")
     assert done["detail"]["idempotency_key"] == f"waybill:{line}"

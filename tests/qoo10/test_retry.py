@@ -96,3 +96,21 @@ async def test_s4_exhausted_retries_report_the_rest_not_attempted(
     assert [(r.ok, r.retryable) for r in results] == [(False, True), (False, True)]
     assert results[1].code == "NOT_ATTEMPTED"
     assert sandbox.ledger.count("dispatch") == 0
+
+
+async def test_account_rate_limit_is_shared_by_every_method(sandbox: Qoo10Sandbox) -> None:
+    c = make_client(sandbox, account_rate_per_second=40.0)
+    try:
+        order_no = sandbox.new_order()
+        await c.claim_states([order_no])  # key + first call use the burst
+        started = time.monotonic()
+        for _ in range(30):
+            await c.claim_states([order_no])
+            await c.qapi(
+                codes.GET_CLAIM_INFO,
+                {"ClaimStat": "", "search_Sdate": "20240101", "search_Edate": "20240102"},
+            )
+        elapsed = time.monotonic() - started
+    finally:
+        await c.aclose()
+    assert elapsed >= (60 - 40) / 40.0 * 0.9  # 60 calls over two methods, 40 in the burst

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _delay() -> DispatchDelay:
-    return DispatchDelay(line_ids=["L1"], due_date="2026-12-01", reason="PRODUCT_PREPARE", detail="late stock")
+    return DispatchDelay(
+        line_ids=["L1"], due_date="2026-12-01", reason="PRODUCT_PREPARE", detail="late stock"
+    )
 
 
 def test_round_trip_keeps_type_and_payload() -> None:
