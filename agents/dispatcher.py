@@ -374,6 +374,11 @@ async def _call(
     units = p.get("unit_ids", [])
     if action == ob.REQUEST_WAYBILL:
         return await _request_waybills(connector, ops)
+    if action == ob.CONFIRM:
+        if p.get("estimated_ship_date") and connector.channel == Channel.QOO10:
+            due = date.fromisoformat(p["estimated_ship_date"])
+            return list(await connector.confirm_orders(units, estimated_ship_date=due))  # type: ignore[call-arg]
+        return await connector.confirm_orders(units)
     if action == ob.DELAY:
         return await connector.delay_dispatch(
             units, date.fromisoformat(p["due_date"]), p["reason"], p["detail"]
@@ -384,7 +389,16 @@ async def _call(
         return await connector.approve_cancel(units)
     if action == ob.REJECT_CANCEL:
         return await connector.reject_cancel(units, p.get("reason", ""))
-    fn = getattr(connector, action, None)
+    aliases = {
+        ob.RETURN_HOLD: ("return_hold", "hold_return"),
+        ob.RETURN_HOLD_RELEASE: ("return_hold_release", "release_return_hold"),
+        ob.RETURN_APPROVE: ("return_approve", "approve_return"),
+        ob.BUYER_MESSAGE: ("send_buyer_message",),
+    }
+    fn = next(
+        (getattr(connector, n) for n in aliases.get(action, (action,)) if hasattr(connector, n)),
+        None,
+    )
     if fn is None:
         raise PermanentError(f"{connector.channel} has no operation {action}", code="UNSUPPORTED")
     if action == ob.RETURN_HOLD:

@@ -26,6 +26,7 @@ from topics.commands import (
     BuyerMessage,
     DispatchDelay,
     HoldRelease,
+    OrderConfirm,
     PickupReached,
     ReturnHold,
     ReturnLines,
@@ -112,6 +113,22 @@ async def plan_waybill(session: AsyncSession, env: Envelope, cmd: WaybillRequest
         )
         ops.append(op)
     return Applied(f"{len(ops)} waybill request(s) queued"), ops
+
+
+async def plan_confirm(session: AsyncSession, env: Envelope, cmd: OrderConfirm) -> Plan:
+    order = await repo.get_order(session, env.order_id, lock=True)
+    lines = repo.pick_lines(order, cmd.line_ids)
+    if not ob.is_channel_order(order):
+        return Applied("order confirmed (no marketplace)"), []
+    payload = {
+        "unit_ids": list(dict.fromkeys(ln.channel_unit_id or ln.id for ln in lines)),
+        "line_ids": [ln.id for ln in lines],
+        "estimated_ship_date": cmd.estimated_ship_date.isoformat()
+        if cmd.estimated_ship_date
+        else None,
+    }
+    op = await ob.plan_simple(session, order, ob.CONFIRM, payload, str(env.event_id))
+    return Applied("order confirmation queued"), [op]
 
 
 async def plan_delay(session: AsyncSession, env: Envelope, cmd: DispatchDelay) -> Plan:
@@ -290,6 +307,7 @@ PLANS: dict[str, Callable[[AsyncSession, Envelope, Any], Awaitable[Plan]]] = {
     "shipment.registered": plan_shipment,
     "pickup.reached": plan_pickup,
     "waybill.request": plan_waybill,
+    "order.confirm": plan_confirm,
     "dispatch.delay": plan_delay,
     "seller.cancel": plan_seller_cancel,
     "buyer_cancel.approve": plan_cancel_decision,

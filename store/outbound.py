@@ -36,6 +36,7 @@ RETURN_HOLD_RELEASE = "return_hold_release"
 RETURN_APPROVE = "return_approve"
 BUYER_MESSAGE = "buyer_message"
 REQUEST_WAYBILL = "request_waybill"
+CONFIRM = "confirm_orders"
 
 ACTIONS = (
     DISPATCH,
@@ -48,6 +49,7 @@ ACTIONS = (
     RETURN_APPROVE,
     BUYER_MESSAGE,
     REQUEST_WAYBILL,
+    CONFIRM,
 )
 
 

@@ -44,6 +44,14 @@ class OrderImport(Model):
     payment_deadline: AwareDatetime | None = None
 
 
+class OrderConfirm(Model):
+    """Seller acknowledges the order (발주확인); on Qoo10 with the estimated ship date, which
+    makes the order "shipping prepared" (R25: buyer cancels then need approval)."""
+
+    line_ids: LineIds = Field(min_length=1)
+    estimated_ship_date: date | None = None
+
+
 class LineStatusChange(Model):
     """Operator moves lines one step (R01/R02)."""
 
@@ -167,6 +175,7 @@ class BuyerMessage(Model):
 
 COMMAND_MODELS: dict[str, type[Model]] = {
     "order.import": OrderImport,
+    "order.confirm": OrderConfirm,
     "line.status": LineStatusChange,
     "line.split": LineSplit,
     "shipment.registered": ShipmentRegistered,

@@ -70,6 +70,7 @@ DEFAULT_MAX_LAG = 600.0
 TOKEN_REUSE_SECONDS = 1800.0
 TIMESTAMP_WINDOW_MS = 5 * 60 * 1000
 TRACE_HEADER = "GNCP-GW-Trace-ID"
+TRACE_KEY = web.RequestKey("trace_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -145,12 +146,12 @@ class NaverPaySandbox(Sandbox):
         return format_dt(from_epoch(self.clock()))
 
     def trace_id(self, request: web.Request | None = None) -> str:
-        if request is not None and "trace_id" in request:
-            return str(request["trace_id"])
+        if request is not None and TRACE_KEY in request:
+            return request[TRACE_KEY]
         self._trace += 1
         value = f"sandbox-{self._trace:08d}"
         if request is not None:
-            request["trace_id"] = value
+            request[TRACE_KEY] = value
         return value
 
     def error_response(self, status: int, code: str, message: str) -> web.Response:
@@ -171,7 +172,7 @@ class NaverPaySandbox(Sandbox):
 
     def fail(self, request: web.Request, status: int, code: str, message: str) -> web.Response:
         resp = self.error_response(status, code, message)
-        request["trace_id"] = resp.headers[TRACE_HEADER]
+        request[TRACE_KEY] = resp.headers[TRACE_HEADER]
         return resp
 
     async def _decorate(self, request: web.Request, response: web.StreamResponse) -> None:

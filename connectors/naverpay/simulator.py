@@ -108,8 +108,12 @@ class NaverWorld:
 
     def visible_record(self, po_id: str) -> FeedRecord | None:
         now = self.now()
-        visible = [r for r in self.records.get(po_id, []) if r.visible_at <= now]
-        return max(visible, key=lambda r: r.changed_at) if visible else None
+        visible = [
+            (r.changed_at, i, r)
+            for i, r in enumerate(self.records.get(po_id, []))
+            if r.visible_at <= now
+        ]
+        return max(visible)[2] if visible else None  # same millisecond: the later write wins
 
     def feed_page(
         self,
