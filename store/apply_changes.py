@@ -199,7 +199,10 @@ async def _paid(session: AsyncSession, order: Order, change: ChannelChange, sour
 async def _address(session: AsyncSession, order: Order, change: ChannelChange, source: str) -> str:
     """R12: new address stored, delivery hold raised, printed waybills flagged, dispatches parked."""
     if change.address is not None:
-        order.address = change.address.model_dump(mode="json")
+        new_address = change.address.model_dump(mode="json")
+        if new_address == order.address:
+            return "address unchanged (already applied): no new hold"
+        order.address = new_address
     await repo.raise_hold(session, order, "address_changed", source)
     reprint = 0
     for inv in await repo.active_invoices(session, [ln.id for ln in order.lines]):

@@ -29,6 +29,7 @@ from email.utils import parsedate_to_datetime
 
 import bcrypt
 import httpx
+from pydantic import SecretStr
 
 from connectors.errors import AuthenticationError, ConnectorError
 from connectors.naverpay.dates import parse_opt
@@ -88,7 +89,7 @@ class TokenProvider:
             raise ValueError("a SELLER token needs seller_account_id")
         self.http = http
         self.client_id = client_id
-        self._secret = client_secret
+        self._secret = SecretStr(client_secret)  # never in repr() or vars() dumps
         self.token_path = token_path
         self.token_type = token_type
         self.seller_account_id = seller_account_id if token_type == "SELLER" else None
@@ -136,7 +137,9 @@ class TokenProvider:
             "client_id": self.client_id,
             "timestamp": str(timestamp_ms),
             "grant_type": "client_credentials",
-            "client_secret_sign": client_secret_sign(self.client_id, self._secret, timestamp_ms),
+            "client_secret_sign": client_secret_sign(
+                self.client_id, self._secret.get_secret_value(), timestamp_ms
+            ),
             "type": self.token_type,
         }
         if self.seller_account_id:
@@ -204,7 +207,8 @@ class TokenProvider:
         return True
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        secret = self._secret.get_secret_value()
+        return text.replace(secret, "***") if secret else text
 
 
 def _server_time(resp: httpx.Response) -> float | None:

@@ -1,34 +1,25 @@
 """The Naver Commerce API client (Naver Pay order-type checkout), a ``MarketplaceConnector``.
 
-Transport promises (on top of :class:`connectors.base.BaseHttpClient`):
+* ingestion: :meth:`NaverPayClient.changes_since` reads the change feed in ≤ 24 h windows,
+  follows ``more`` paging, then reads every product order's detail (≤ 300 per query) and returns
+  the facts it proves (:mod:`connectors.naverpay.changes`, R17);
+* writes: confirm and dispatch (≤ 30 per call), delay (R13), seller cancel (R16: dispatched units
+  become returns), approve cancel, returns and holds (R14, :mod:`connectors.naverpay.claims`),
+  exchanges; ``reject_cancel`` is unsupported by Naver (R29: dispatching refuses a cancel);
+* :meth:`NaverPayClient.claim_states` is the R29 check before any dispatch.
 
-* every call carries ``Authorization: Bearer`` from :class:`~connectors.naverpay.auth.TokenProvider`;
-  a 401 renews the token and repeats the request **once**; a second 401 raises
-  ``AuthenticationError``;
-* each endpoint has its own token bucket (``rate_per_second``, ``endpoint_rates``), as Naver
-  counts per API;
-* **reads** (feed, detail) are retried on 429 / 5xx / timeouts with backoff, ``Retry-After``
-  honoured; **writes** are retried in place only when Naver certainly did not execute them
-  (429, 503, connection refused). A timeout or other 5xx on a write leaves its outcome unknown:
-  it raises ``RetryableError`` at once, without resending, and the caller re-reads the product
-  order (:meth:`NaverPayClient.claim_states`) before deciding (spec §6.4: claim writes are
-  irreversible);
-* 4xx answers raise ``PermanentError`` subclasses carrying Naver's ``code``, ``message`` and
-  ``traceId``, never retried; no credential appears in an error or a log line.
-
-Write operations answer one :class:`ItemResult` per product order. Per-item refusals (Naver's
-``failProductOrderInfos``, a 4xx on a per-id endpoint, a local R18 check) are results, not
-exceptions. A retryable failure raises when nothing of the call was done yet; after a partial
-success the remaining items come back as retryable results instead, so no success is lost.
+Retry, rate-limit, token and result semantics are those of :mod:`connectors.naverpay.transport`
+(reads retried; writes resent only when Naver certainly did not execute them; one
+:class:`ItemResult` per product order; credentials never in errors or logs).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
@@ -36,7 +27,7 @@ import httpx
 
 from connectors.base import DEFAULT_RETRY_POLICY, RetryPolicy
 from connectors.contract import ClaimState, DispatchItem, ItemResult, UnsupportedOperationError
-from connectors.errors import ValidationError
+from connectors.errors import PermanentError, ValidationError
 from connectors.naverpay import endpoints as ep
 from connectors.naverpay.changes import FeedEntry, build_changes, latest_per_product_order
 from connectors.naverpay.claims import NaverClaimOps
@@ -79,10 +70,10 @@ class NaverPayClient(NaverClaimOps):
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         rate_per_second: float | None = ep.DOCUMENTED_RATE,
         endpoint_rates: Mapping[str, float] | None = None,
-        clock: Any = None,
+        clock: Callable[[], float] | None = None,
         token_type: str = "SELF",
         seller_account_id: str | None = None,
-        feed_window: Any = DEFAULT_WINDOW,
+        feed_window: timedelta = DEFAULT_WINDOW,
         feed_page_size: int = ep.FEED_PAGE_MAX,
         max_feed_pages: int = 10_000,
         detail_batch: int = ep.QUERY_BATCH_MAX,
@@ -212,7 +203,11 @@ class NaverPayClient(NaverClaimOps):
                     for d in details.values()
                 ):
                     continue
-                units = await self.product_order_ids(order_id)
+                try:
+                    units = await self.product_order_ids(order_id)
+                except PermanentError as exc:  # keep ingesting; the ORDER_PAID stays partial
+                    log.warning("naverpay order %s: siblings not listed: %s", order_id, exc)
+                    continue
                 missing.extend(u for u in units if u not in details)
             if missing:
                 details.update(await self.product_orders(missing))

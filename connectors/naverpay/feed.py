@@ -29,6 +29,8 @@ def windows(since: datetime, until: datetime, span: timedelta = DEFAULT_WINDOW) 
     than ``span``. Empty when ``until <= since``."""
     if span <= ONE_MS:
         raise ValueError("window span too small")
+    if until <= since:
+        return []
     start, stop = truncate_ms(since), truncate_ms(until)
     if stop < until:
         stop += ONE_MS  # [since, until) with until not on a ms boundary

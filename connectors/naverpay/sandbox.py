@@ -33,6 +33,8 @@ mileage_used=…, payment_means=…, paid=True)``  "quantity", "unit_price", "sk
 tracking)``                                    ``{"productOrderIds", "deliveryCompanyCode",
                                                "trackingNumber"}``
 ``expire_tokens()``                            ``POST /_control/tokens/expire``
+attribute ``answer_delay`` (executed, answer late) ``POST /_control/answer-delay`` ``{"seconds"}``
+attribute ``deny_api_group`` (401 everywhere)  ``POST /_control/deny-api-group`` ``{"deny"}``
 ``detail(po)``                                 ``GET /_control/product-orders/{id}``
 =============================================  ===============================================
 
@@ -110,6 +112,7 @@ class NaverPaySandbox(Sandbox):
         self.penalty_seconds = penalty_seconds
         self.penalty_until = 0.0
         self.deny_api_group = False  # True: every bearer token answers 401 (missing API group)
+        self.answer_delay = 0.0  # seconds to hold an API answer *after* executing the request
         self.tokens: dict[str, tuple[str, float]] = {}  # token -> (key, expires_at)
         self._current: dict[str, str] = {}  # key -> newest token
         self._trace = 0
@@ -139,6 +142,7 @@ class NaverPaySandbox(Sandbox):
         self._current.clear()
         self.penalty_until = 0.0
         self.deny_api_group = False
+        self.answer_delay = 0.0
         self._new_world()
 
     # --- Naver response shapes ---------------------------------------------------------------
@@ -211,7 +215,10 @@ class NaverPaySandbox(Sandbox):
             entry = self.tokens.get(token)
             if self.deny_api_group or entry is None or entry[1] <= self.clock():
                 return self.fail(request, 401, "GW.AUTHN", "authentication failed")
-            return await handler(request)
+            response = await handler(request)
+            if self.answer_delay:  # executed, but the answer is late (client timeouts)
+                await asyncio.sleep(self.answer_delay)
+            return response
 
         return wrapped
 

@@ -105,6 +105,17 @@ def add_control_routes(sb: NaverPaySandbox, router: web.UrlDispatcher) -> None:
     )
     post("tokens/expire", lambda r, b: sb.expire_tokens())
 
+    def answer_delay(r: web.Request, b: Body) -> float:
+        sb.answer_delay = float(b.get("seconds", 0))
+        return sb.answer_delay
+
+    def deny(r: web.Request, b: Body) -> bool:
+        sb.deny_api_group = bool(b.get("deny", True))
+        return sb.deny_api_group
+
+    post("answer-delay", answer_delay)
+    post("deny-api-group", deny)
+
     async def detail(request: web.Request) -> web.Response:
         found = sb.detail(request.match_info["po_id"])
         if found is None:

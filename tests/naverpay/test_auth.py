@@ -64,7 +64,9 @@ async def test_token_request_is_form_encoded_with_exactly_the_documented_fields(
     assert seen[1].headers["authorization"] == "Bearer t1"
 
 
-async def test_token_is_cached_across_calls(sandbox: NaverPaySandbox, client: NaverPayClient) -> None:
+async def test_token_is_cached_across_calls(
+    sandbox: NaverPaySandbox, client: NaverPayClient
+) -> None:
     ids = sandbox.new_paid_order()["productOrderIds"]
     for _ in range(5):
         await client.claim_states(ids)
@@ -164,3 +166,18 @@ async def test_no_credential_in_any_log_line(
     assert len(sandbox.tokens) == 2
     for secret in [SECRET, *sandbox.tokens]:
         assert secret not in caplog.text
+
+
+async def test_from_settings_uses_the_naverpay_settings() -> None:
+    from channelsync.settings import Settings
+
+    settings = Settings(naverpay_api_url="http://127.0.0.1:9/", naverpay_account_id="shop-a")
+    client = NaverPayClient.from_settings(settings)
+    try:
+        assert client.base_url == "http://127.0.0.1:9"
+        assert client.account == "shop-a"
+        assert client.tokens.client_id == settings.naverpay_client_id
+        assert client.retry.max_attempts == settings.retry_max_attempts
+        assert settings.naverpay_client_secret.get_secret_value() not in repr(vars(client.tokens))
+    finally:
+        await client.aclose()

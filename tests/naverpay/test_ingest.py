@@ -20,7 +20,9 @@ def of_kind(changes: list[ChannelChange], kind: ChangeKind) -> list[ChannelChang
     return [c for c in changes if c.kind is kind]
 
 
-async def raw_feed(sb: NaverPaySandbox, client: NaverPayClient, since: datetime, until: datetime) -> list[dict]:
+async def raw_feed(
+    sb: NaverPaySandbox, client: NaverPayClient, since: datetime, until: datetime
+) -> list[dict]:
     token = await client.tokens.get()
     async with httpx.AsyncClient(base_url=str(sb.url)) as http:
         resp = await http.get(
@@ -99,7 +101,7 @@ async def test_r17_late_visible_change_is_found_by_the_overlap_and_applied_once(
     assert [c.kind for c in applied.values()] == [ChangeKind.ORDER_PAID]  # ... applied once
 
 
-async def test_r17_feed_keeps_only_the_latest_change_and_facts_come_from_the_detail(
+async def test_r15_r17_feed_keeps_only_the_latest_change_and_facts_come_from_the_detail(
     sandbox: NaverPaySandbox, client: NaverPayClient
 ) -> None:
     """Paid then dispatched in the seller centre before the first poll: the feed shows only
