@@ -427,7 +427,10 @@ async def _request_waybills(connector: Any, ops: list[ChannelOp]) -> list[ItemRe
             receiver=Address.model_validate(p["receiver"]),
             items=[WaybillItem(**item) for item in p["items"]],
         )
-        (res,) = await connector.request_waybills([req])
+        if p.get("replaces"):  # R12 reprint: cancel the old-address waybill, issue the new one
+            res = await connector.reissue_waybill(p["replaces"], req)
+        else:
+            (res,) = await connector.request_waybills([req])
         detail = {"service_id": res.service_id, "invoice_no": res.invoice_no}
         out.append(
             ItemResult(

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger, repo
@@ -18,7 +19,7 @@ from store import outbound as ob
 from store.domain import Channel, LineStatus
 from store.errors import RuleViolation
 from store.invoices import check_waybill_allowed
-from store.models import ChannelOp, Claim
+from store.models import ChannelOp, Claim, Invoice
 from store.oms import Applied, apply_hold_release, apply_shipment
 from store.state_machine import check_cancel, check_transition
 from topics.commands import (
@@ -83,16 +84,20 @@ async def plan_waybill(session: AsyncSession, env: Envelope, cmd: WaybillRequest
     ops = []
     for line in lines:
         check_waybill_allowed(order.on_hold, LineStatus(line.status), order_id=order.id)
-        reprint = sum(
-            1 for inv in await repo.active_invoices(session, [line.id]) if inv.reprint_required
+        old = [
+            inv for inv in await repo.active_invoices(session, [line.id]) if inv.reprint_required
+        ]
+        printed = await session.scalar(
+            select(func.count()).select_from(Invoice).where(Invoice.line_id == line.id)
         )
-        unique = f"{line.id}" + (f":r{reprint}" if reprint else "")
+        unique = f"{line.id}" + (f":r{printed}" if old else "")
         payload = {
             "unique_id": unique,
             "line_ids": [line.id],
             "unit_ids": [line.channel_unit_id or line.id],
             "carrier": cmd.carrier.value,
             "receiver": order.address,
+            "replaces": next((inv.waybill_id for inv in old if inv.waybill_id), None),
             "items": [
                 {
                     "order_no": order.channel_order_id or order.id,

@@ -5,7 +5,8 @@ Life of an op::
     PENDING ──send──► SENT ──ok──► SUCCEEDED
        │               ├──retryable──► RETRY (next_attempt_at) ──► SENT …
        │               └──permanent / item refused──► FAILED
-       └── PARKED (hold R12 / open claim R29) ──release──► PENDING
+       ├── PARKED (hold R12 / open claim R29) ──release──► PENDING
+       └── CANCELLED (superseded before sending: a dispatch whose waybill must be reprinted)
 
 The intent row is committed *before* the call and the outcome *after* it. The idempotency key is
 derived from the source event (``<event_id>:<action>[:<part>]``), so a redelivered or replayed
@@ -35,6 +36,7 @@ class OpState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     PARKED = "parked"
+    CANCELLED = "cancelled"  # superseded before it was sent (e.g. waybill to be reprinted, R12)
 
 
 OPEN_STATES = frozenset({OpState.PENDING, OpState.SENT, OpState.RETRY, OpState.PARKED})
@@ -110,6 +112,12 @@ def mark_retry(op: ChannelOp, error: dict[str, Any], delay: float) -> None:
     op.state = OpState.RETRY.value
     op.last_error = error
     op.next_attempt_at = utcnow() + timedelta(seconds=delay)
+
+
+def mark_cancelled(op: ChannelOp, why: dict[str, Any]) -> None:
+    op.state = OpState.CANCELLED.value
+    op.last_error = why
+    op.next_attempt_at = None
 
 
 def mark_parked(op: ChannelOp, why: dict[str, Any]) -> None:

@@ -96,13 +96,19 @@ async def plan_dispatch(
     invoices = {
         inv.line_id: inv
         for inv in await repo.active_invoices(session, [ln.id for ln in order.lines])
-        if inv.valid
+        if inv.valid and not inv.reprint_required  # R12: a waybill for the old address never ships
     }
     units = [
         u
         for u in _units(lines)
         if any((ln.channel_unit_id or ln.id) == u and ln.id in invoices for ln in lines)
     ]
+    if not units:
+        stale = await repo.active_invoices(session, [ln.id for ln in lines])
+        if any(inv.reprint_required for inv in stale):
+            raise RuleViolation(
+                "R12", "the waybill was printed for the old address: reprint it before dispatch"
+            )
     done = await _dispatched_units(session, order.channel, units)
     ops: list[ChannelOp] = []
     for unit in units:
@@ -221,10 +227,24 @@ async def unpark(session: AsyncSession, order_id: str, *, override_claim: bool =
     decided to refuse the cancel and ship."""
     ops = await ledger.parked_ops(session, order_id)
     order = await repo.get_order(session, order_id)
+    reprint = {
+        inv.tracking_number
+        for inv in await repo.active_invoices(session, [ln.id for ln in order.lines])
+        if inv.reprint_required
+    }
     n = 0
     for op in ops:
         why = (op.last_error or {}).get("rule")
         if why == "R12" and order.on_hold:
+            continue
+        if op.action == DISPATCH and op.payload.get("tracking_number") in reprint:
+            ledger.mark_cancelled(
+                op,
+                {
+                    "rule": "R12",
+                    "message": "waybill printed for the old address: reprint, then dispatch the new one",
+                },
+            )
             continue
         if why in ("R29", "R25") and not override_claim:
             continue

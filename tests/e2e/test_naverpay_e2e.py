@@ -124,7 +124,7 @@ async def test_r15_dispatch_done_in_the_seller_centre_collapses_store_lines(stac
     assert stack.sandboxes["naverpay"].ledger.count("dispatch", po) == 0  # nothing pushed by us
 
 
-async def test_r12_address_change_holds_until_released_and_flags_the_printed_waybill(
+async def test_r12_address_change_holds_until_released_and_the_waybill_is_reprinted(
     stack: Stack,
 ) -> None:
     sb = stack.sandboxes["naverpay"]
@@ -161,15 +161,52 @@ async def test_r12_address_change_holds_until_released_and_flags_the_printed_way
     pickup = _pickup(order_id, line_id)
     await stack.send(again, pickup)
     assert (await stack.wait_result(again.event_id))["rule"] == "R12"
-    assert (await stack.wait_result(pickup.event_id, "parked"))["rule"] == "R12"
+    assert (await stack.wait_result(pickup.event_id, "refused"))["rule"] == "R12"
     assert sb.ledger.count("dispatch", po) == 0
 
     released = await operator.release_hold(stack.engine, order_id, by="ops-kim")
-    assert released["released"] == 1 and released["resumed_ops"] == 1
+    assert released["released"] == 1
+    assert released["resumed_ops"] == 0
+    assert sb.ledger.count("dispatch", po) == 0
+
+    old_number = invoices[0].tracking_number
+    reprint = _cmd(
+        "waybill.request", order_id, WaybillRequest(line_ids=[line_id], carrier=Carrier.CJ)
+    )
+    await stack.send(reprint)
+    await stack.wait_result(reprint.event_id, "succeeded")
+    gf = stack.sandboxes["goodsflow"]
+    assert gf.ledger.count("waybill.cancelled") >= 1
+    async with stack.sessions() as s:
+        active = list(
+            (
+                await s.execute(
+                    select(Invoice).where(Invoice.line_id == line_id, Invoice.deleted_at.is_(None))
+                )
+            ).scalars()
+        )
+    assert (
+        len(active) == 1
+        and active[0].tracking_number != old_number
+        and not active[0].reprint_required
+    )
+    assert gf.ledger.count("waybill.registered", f"{line_id}:r1") == 1
+    reprint_op = next(
+        op for op in await stack.ops_of(order_id) if op.idempotency_key == f"waybill:{line_id}:r1"
+    )
+    assert (
+        reprint_op.payload["receiver"]["line1"] == NEW_ADDRESS.line1
+        and reprint_op.payload["replaces"]
+    )
+
+    await stack.send(_pickup(order_id, line_id))
     await stack.wait_until(
-        lambda: stack.status_is(line_id, LineStatus.SHIPPING), "dispatch after release"
+        lambda: stack.status_is(line_id, LineStatus.SHIPPING), "dispatch of the reprinted waybill"
     )
     assert sb.ledger.count("dispatch", po) == 1
+    assert active[0].tracking_number in str(
+        [e.details for e in sb.ledger.entries if e.op == "dispatch" and e.key == po]
+    )
 
 
 async def test_r29_open_cancel_request_parks_dispatch_until_operator_refuses_the_cancel(
