@@ -311,11 +311,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"channelsync: invalid configuration: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings.log_level)
+    from store.db import DatabaseConfigError
+
     try:
         return HANDLERS[args.command](args, settings)
-    except CliError as exc:
+    except (CliError, DatabaseConfigError) as exc:
         print(f"channelsync: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # database or broker unreachable
+        print(f"channelsync: cannot reach a service: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
