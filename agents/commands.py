@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agents.loop import BatchFallback
 from agents.runtime import MessageMeta, Runtime
 from store import oms, repo
 from store.command_plans import PLANS, Plan
@@ -24,7 +25,7 @@ from topics import names
 from topics.base import Model
 from topics.commands import COMMAND_MODELS
 from topics.envelope import Envelope
-from topics.registry import decode
+from topics.registry import DecodeError, decode
 from topics.results import Outcome
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,48 @@ class CommandHandler:
     async def __call__(self, raw: bytes | None, meta: MessageMeta) -> None:
         env, cmd = decode(raw, COMMAND_MODELS)
         await self.handle(env, cmd)
+
+    async def handle_batch(self, items: list[tuple[bytes | None, MessageMeta]]) -> None:
+        """All commands of a batch in one transaction (the fast path). Anything unusual — a bad
+        message, a rule refusal, a duplicate inside the batch — raises :class:`BatchFallback`
+        and the loop processes the batch one by one with :meth:`__call__` instead."""
+        try:
+            decoded = [decode(raw, COMMAND_MODELS) for raw, _ in items]
+        except DecodeError:
+            raise BatchFallback from None
+        ids = [str(env.event_id) for env, _ in decoded]
+        if len(set(ids)) != len(ids):
+            raise BatchFallback
+        results: list[tuple[str, bytes]] = []
+        any_ops = False
+        async with self.rt.sessions() as session:
+            if await repo.any_processed(session, ids):
+                raise BatchFallback
+            _keep = await repo.lock_orders(session, [env.order_id for env, _ in decoded])
+            for env, cmd in decoded:
+                fn = HANDLERS[env.type]
+                try:
+                    applied, ops = await fn(session, env, cmd)
+                except (RuleViolation, NotFoundError):
+                    raise BatchFallback from None
+                repo.mark_processed(
+                    session, str(env.event_id), names.OMS_COMMANDS, env.type, "succeeded"
+                )
+                parked = [op for op in ops if op.state == OpState.PARKED]
+                outcome = Outcome.PARKED if parked else Outcome.SUCCEEDED
+                any_ops = any_ops or bool(ops)
+                self.rt.observe_command(env.type, outcome)
+                if parked or not ops:
+                    rule = (parked[0].last_error or {}).get("rule") if parked else None
+                    results.append(
+                        self.rt.result_message(
+                            env, outcome, applied.message, rule=rule, detail=applied.detail
+                        )
+                    )
+            await session.commit()
+        if any_ops and self.on_ops is not None:
+            self.on_ops()
+        await self.rt.produce_many(names.SYNC_RESULTS, results)
 
     async def handle(self, env: Envelope, cmd: Model) -> None:
         fn = HANDLERS.get(env.type)

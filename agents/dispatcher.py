@@ -34,6 +34,7 @@ from store.carriers import Carrier
 from store.domain import Channel, ClaimStatus, InvoiceKind, LineStatus
 from store.ledger import OpState
 from store.models import ChannelOp, Claim, Invoice, utcnow
+from topics import names
 from topics.envelope import Envelope
 from topics.results import Outcome
 
@@ -111,6 +112,7 @@ class Dispatcher:
         ids = [op.id for op in ops]
         # 1. re-check and mark SENT
         async with self.rt.sessions() as session:
+            _keep = await _preload(session, ops)
             fresh = [await session.get(ChannelOp, i) for i in ids]
             ready: list[ChannelOp] = []
             for op in fresh:
@@ -129,6 +131,7 @@ class Dispatcher:
             if not ready:
                 return 0
         async with self.rt.sessions() as session:
+            _keep = await _preload(session, ready)
             for op in ready:
                 row = await session.get(ChannelOp, op.id)
                 assert row is not None
@@ -207,6 +210,7 @@ class Dispatcher:
     ) -> None:
         err = exc.as_dict()
         async with self.rt.sessions() as session:
+            _keep = await _preload(session, ops)
             rows = [await session.get(ChannelOp, op.id) for op in ops]
             for row in rows:
                 assert row is not None
@@ -232,6 +236,7 @@ class Dispatcher:
             by_unit[r.unit_id].append(r)
         emitted: list[tuple[ChannelOp, Outcome, str, dict[str, Any] | None]] = []
         async with self.rt.sessions() as session:
+            _keep = await _preload(session, ops)
             for op in ops:
                 row = await session.get(ChannelOp, op.id)
                 assert row is not None
@@ -263,9 +268,12 @@ class Dispatcher:
                         (row, Outcome.FAILED, f"{failed[0].code}: {failed[0].message}", err)
                     )
             await session.commit()
+        messages = []
         for row, outcome, message, error in emitted:
             rule = "R18" if _is_invoice_refusal(row, error) else None
-            await self._emit(row, outcome, message, error=error, rule=rule)
+            messages.append(self._result(row, outcome, message, error=error, rule=rule))
+        await self.rt.produce_many(names.SYNC_RESULTS, messages)
+        for row, outcome, message, _ in emitted:
             if outcome is Outcome.FAILED:
                 await self.rt.dead_letter_op(row, message)
 
@@ -278,6 +286,18 @@ class Dispatcher:
         error: dict[str, Any] | None = None,
         rule: str | None = None,
     ) -> None:
+        key, value = self._result(op, outcome, message, error=error, rule=rule)
+        await self.rt.produce(names.SYNC_RESULTS, key, value)
+
+    def _result(
+        self,
+        op: ChannelOp,
+        outcome: Outcome,
+        message: str,
+        *,
+        error: dict[str, Any] | None = None,
+        rule: str | None = None,
+    ) -> tuple[str, bytes]:
         source = Envelope(
             event_id=_uuid(op.source_event_id),
             type=f"op.{op.action}",
@@ -287,8 +307,28 @@ class Dispatcher:
             payload={},
         )
         detail = {"op_id": op.id, "idempotency_key": op.idempotency_key, "attempts": op.attempts}
-        await self.rt.emit_result(source, outcome, message, rule=rule, error=error, detail=detail)
         self.rt.observe_op(op, outcome)
+        return self.rt.result_message(
+            source, outcome, message, rule=rule, error=error, detail=detail
+        )
+
+
+async def _preload(session: Any, ops: Sequence[ChannelOp]) -> list[Any]:
+    """Load the ops and their orders (with lines) in two queries, so the per-op
+    ``session.get`` / ``repo.get_order`` calls that follow hit the identity map."""
+    from sqlalchemy import select
+
+    from store.models import Order
+
+    ids = [op.id for op in ops]
+    if not ids:
+        return []
+    loaded: list[Any] = list(
+        (await session.execute(select(ChannelOp).where(ChannelOp.id.in_(ids)))).scalars()
+    )
+    orders = select(Order).where(Order.id.in_({op.order_id for op in ops}))
+    loaded.extend((await session.execute(orders)).scalars())
+    return loaded  # the caller keeps it: the identity map holds objects only weakly
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -370,6 +410,8 @@ async def _call(
             )
             for op in ops
         ]
+        if connector.channel == Channel.QOO10:  # the claim gate above already read the claims
+            return list(await connector.dispatch(items, check_claims=False))  # type: ignore[call-arg]
         return await connector.dispatch(items)
     units = p.get("unit_ids", [])
     if action == ob.REQUEST_WAYBILL:

@@ -85,6 +85,25 @@ class Runtime:
             raise ProduceTimeoutError(self.last_produce_error) from None
         self.last_produce_error = None
 
+    async def produce_many(self, topic: str, items: list[tuple[str, bytes]]) -> None:
+        """Send many messages and wait for every ack, bounded by the produce timeout."""
+        if not items:
+            return
+        full = self.settings.topic_prefix + topic
+        try:
+            async with asyncio.timeout(self.settings.produce_timeout_seconds):
+                futures = [
+                    await self.app.producer.send(
+                        full, key.encode(), value, partition=None, timestamp=None, headers=None
+                    )
+                    for key, value in items
+                ]
+                await asyncio.gather(*futures)
+        except TimeoutError:
+            self.last_produce_error = f"produce to {full} timed out"
+            raise ProduceTimeoutError(self.last_produce_error) from None
+        self.last_produce_error = None
+
     async def emit(self, topic: str, envelope: Envelope) -> None:
         await self.produce(topic, envelope.order_id, encode(envelope))
 
@@ -98,17 +117,10 @@ class Runtime:
         error: dict[str, Any] | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        result = SyncResult(
-            source_event_id=source.event_id,
-            source_type=source.type,
-            outcome=outcome,
-            rule=rule,
-            message=message,
-            error=error,
-            detail=detail or {},
+        key, value = self.result_message(
+            source, outcome, message, rule=rule, error=error, detail=detail
         )
-        env = new_envelope("sync.result", source.order_id, source.channel, result)
-        await self.emit(names.SYNC_RESULTS, env)
+        await self.produce(names.SYNC_RESULTS, key, value)
 
     # --- observation ----------------------------------------------------------------------------
     def observe_command(self, type_: str, outcome: Outcome) -> None:
@@ -145,6 +157,28 @@ class Runtime:
         )
 
     # --- failures -----------------------------------------------------------------------------
+    def result_message(
+        self,
+        source: Envelope,
+        outcome: Outcome,
+        message: str = "",
+        *,
+        rule: str | None = None,
+        error: dict[str, Any] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> tuple[str, bytes]:
+        result = SyncResult(
+            source_event_id=source.event_id,
+            source_type=source.type,
+            outcome=outcome,
+            rule=rule,
+            message=message,
+            error=error,
+            detail=detail or {},
+        )
+        env = new_envelope("sync.result", source.order_id, source.channel, result)
+        return env.order_id, encode(env)
+
     def base_topic(self, topic: str) -> str:
         prefix = self.settings.topic_prefix
         return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic

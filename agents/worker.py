@@ -26,7 +26,7 @@ from agents.apply import ApplyHandler
 from agents.commands import CommandHandler
 from agents.dispatcher import Dispatcher
 from agents.ingest import Ingestor
-from agents.loop import run_safely
+from agents.loop import run_batched, run_safely
 from agents.runtime import Runtime
 from agents.tracking import TrackingHandler, TrackingPoller
 from channelsync import http, metrics
@@ -70,7 +70,7 @@ def build(settings: Settings, bootstrap: str) -> tuple[faust.App, Runtime]:
 
     @app.agent(topics[names.OMS_COMMANDS], concurrency=1, name="commands")
     async def commands_agent(stream: Any) -> None:
-        await run_safely(stream, commands, runtime)
+        await run_batched(stream, commands, commands.handle_batch, runtime)
 
     @app.agent(topics[names.CHANNEL_CHANGES], concurrency=1, name="apply")
     async def apply_agent(stream: Any) -> None:

@@ -65,6 +65,7 @@ async def record_intent(
     payload: dict[str, Any],
     source_event_id: str,
     state: OpState = OpState.PENDING,
+    unit_id: str | None = None,
 ) -> tuple[ChannelOp, bool]:
     """The op for ``key``: (existing, False) or (new row added to the session, True)."""
     existing = await get_op(session, key)
@@ -75,6 +76,7 @@ async def record_intent(
         order_id=order_id,
         channel=channel,
         action=action,
+        unit_id=unit_id,
         payload=payload,
         payload_hash=payload_hash(payload),
         state=state.value,

@@ -181,6 +181,7 @@ class ChannelOp(Base):
     order_id: Mapped[str] = mapped_column(String(128), index=True)
     channel: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(32))
+    unit_id: Mapped[str | None] = mapped_column(String(128), index=True)  # dispatch: the unit
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     payload_hash: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))

@@ -66,18 +66,16 @@ def _units(lines: Sequence[OrderLine]) -> list[str]:
 
 
 async def _dispatched_units(session: AsyncSession, channel: str, units: Sequence[str]) -> set[str]:
-    stmt = select(ChannelOp.payload).where(
+    """Units among ``units`` that already have an open or successful dispatch op."""
+    if not units:
+        return set()
+    stmt = select(ChannelOp.unit_id).where(
+        ChannelOp.unit_id.in_(list(units)),
         ChannelOp.channel == channel,
         ChannelOp.action == DISPATCH,
         ChannelOp.state.in_([s.value for s in ledger.OPEN_STATES | {OpState.SUCCEEDED}]),
     )
-    wanted = set(units)
-    out: set[str] = set()
-    for (payload,) in (await session.execute(stmt)).all():
-        unit = payload.get("unit_id")
-        if unit in wanted:
-            out.add(unit)
-    return out
+    return {u for (u,) in (await session.execute(stmt)).all() if u}
 
 
 async def plan_dispatch(
@@ -147,6 +145,7 @@ async def plan_dispatch(
             payload=payload,
             source_event_id=source_event_id,
             state=state,
+            unit_id=unit,
         )
         if created:
             if state is OpState.PARKED:

@@ -29,10 +29,17 @@ from store.state_machine import LineView, OrderView
 
 
 async def get_order(session: AsyncSession, order_id: str, *, lock: bool = False) -> Order:
-    stmt = select(Order).where(Order.id == order_id)
-    if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    order = (await session.execute(stmt)).scalar_one_or_none()
+    locked: set[str] = session.info.get("locked_orders", set())
+    if (
+        lock
+        and order_id not in locked
+        and session.bind is not None
+        and session.bind.dialect.name == "postgresql"
+    ):
+        stmt = select(Order).where(Order.id == order_id).with_for_update()
+        order = (await session.execute(stmt)).scalar_one_or_none()
+    else:
+        order = await session.get(Order, order_id)
     if order is None:
         raise NotFoundError(f"order {order_id} not found")
     return order
@@ -55,6 +62,21 @@ async def lines_by_unit(session: AsyncSession, unit_ids: Iterable[str]) -> list[
         return []
     stmt = select(OrderLine).where(OrderLine.channel_unit_id.in_(ids)).order_by(OrderLine.id)
     return list((await session.execute(stmt)).scalars())
+
+
+async def lock_orders(session: AsyncSession, order_ids: Iterable[str]) -> list[Order]:
+    """Load (and on PostgreSQL lock) many orders in one statement; later ``get_order(lock=True)``
+    calls for them in this transaction need no query. Keep the returned list alive: the
+    identity map holds objects weakly."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return []
+    stmt = select(Order).where(Order.id.in_(ids)).order_by(Order.id)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    orders = list((await session.execute(stmt)).scalars())
+    session.info.setdefault("locked_orders", set()).update(o.id for o in orders)
+    return orders
 
 
 def pick_lines(order: Order, line_ids: Sequence[str]) -> list[OrderLine]:
@@ -191,6 +213,11 @@ def mark_notified(line: OrderLine, status: LineStatus) -> None:
 
 async def already_processed(session: AsyncSession, event_id: str) -> ProcessedEvent | None:
     return await session.get(ProcessedEvent, event_id)
+
+
+async def any_processed(session: AsyncSession, event_ids: list[str]) -> bool:
+    stmt = select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(event_ids)).limit(1)
+    return (await session.execute(stmt)).first() is not None
 
 
 def mark_processed(
