@@ -30,6 +30,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+bench: $(STAMP)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 schema: $(STAMP)
 	$(VENV)/bin/channelsync schema --out docs/schemas
 

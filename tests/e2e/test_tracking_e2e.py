@@ -186,3 +186,32 @@ async def test_r27_r05_waybill_requested_once_with_contract_sender(stack: Stack)
     async with stack.sessions() as s:
         invoices = list((await s.execute(select(Invoice).where(Invoice.line_id == line))).scalars())
     assert len(invoices) == 1 and invoices[0].tracking_number and invoices[0].carrier == "CJ"
+
+
+async def test_s2_each_orders_commands_apply_in_order_under_interleaving(stack: Stack) -> None:
+    """S2: 30 orders × 4 dependent commands, interleaved in one burst; each step is only legal
+    after the previous one (R01), so any reordering within an order would be refused."""
+    import random
+
+    rng = random.Random(5)
+    orders = [f"S2-{uuid.uuid4().hex[:8]}" for _ in range(30)]
+    per_order = []
+    for oid in orders:
+        line = f"{oid}-1"
+        number = generate_valid_number(Carrier.CJ, rng)
+        per_order.append(
+            [
+                new_envelope("order.import", oid, Channel.OMS, OrderImport(address=ADDRESS, lines=[LineSpec(line_id=line, sku="S", quantity=1, unit_price=Decimal(100))])),
+                new_envelope("line.status", oid, Channel.OMS, LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP)),
+                new_envelope("shipment.registered", oid, Channel.OMS, ShipmentRegistered(line_ids=[line], carrier=Carrier.CJ, tracking_number=number, dispatch_now=True)),
+                new_envelope("line.status", oid, Channel.OMS, LineStatusChange(line_ids=[line], to_status=LineStatus.DELIVERED)),
+            ]
+        )
+    burst = [cmds[step] for step in range(4) for cmds in per_order]  # step-major: maximal interleaving
+    await stack.send(*burst)
+    for cmds in per_order:
+        for env in cmds:
+            result = await stack.wait_result(env.event_id)
+            assert result["outcome"] == "succeeded", result
+    for oid in orders:
+        assert (await stack.line(f"{oid}-1")).status == LineStatus.DELIVERED
