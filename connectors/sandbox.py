@@ -163,6 +163,7 @@ class Sandbox:
         self.app.router.add_post("/_control/faults", self._ctl_faults)
         self.app.router.add_post("/_control/reset", self._ctl_reset)
         self.app.router.add_get("/_control/health", self._ctl_health)
+        self.app.router.add_get("/_control/metrics", self._ctl_metrics)
         self.setup_routes(self.app.router)
         self._runner: web.AppRunner | None = None
         self.url: str | None = None
@@ -261,6 +262,41 @@ class Sandbox:
     async def _ctl_reset(self, request: web.Request) -> web.Response:
         self.reset()
         return web.json_response({"ok": True})
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of the sandbox's ledger and traffic (labels: op and
+        endpoint names only, never an id)."""
+        by_op: Counter[str] = Counter()
+        for (op, _), n in self.ledger.counts.items():
+            by_op[op] += n
+        out = [
+            "# HELP sandbox_side_effects_total Side effects recorded in the sandbox ledger",
+            "# TYPE sandbox_side_effects_total counter",
+        ]
+        out += [
+            f'sandbox_side_effects_total{{sandbox="{self.name}",op="{op}"}} {n}'
+            for op, n in sorted(by_op.items())
+        ]
+        out += [
+            "# HELP sandbox_requests_total Requests served",
+            "# TYPE sandbox_requests_total counter",
+        ]
+        out += [
+            f'sandbox_requests_total{{sandbox="{self.name}",endpoint="{e}"}} {n}'
+            for e, n in sorted(self.requests.items())
+        ]
+        out += [
+            "# HELP sandbox_rate_limited_total 429 answers given",
+            "# TYPE sandbox_rate_limited_total counter",
+        ]
+        out += [
+            f'sandbox_rate_limited_total{{sandbox="{self.name}",endpoint="{e}"}} {n}'
+            for e, n in sorted(self.quota.rejected.items())
+        ]
+        return "\n".join(out) + "\n"
+
+    async def _ctl_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.metrics_text(), content_type="text/plain")
 
     async def _ctl_health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "sandbox": self.name})
