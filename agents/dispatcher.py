@@ -97,10 +97,16 @@ class Dispatcher:
     ) -> int:
         if action in BATCH_ACTIONS:
             size = max(1, getattr(connector, "max_dispatch_batch", 1))
-            n = 0
-            for i in range(0, len(ops), size):
-                n += await self._execute(connector, action, ops[i : i + size])
-            return n
+            # two batches in flight: one waits for its rate-limit token or the marketplace while
+            # the other does its store work (dispatch ops of one round are for distinct units)
+            gate = asyncio.Semaphore(2)
+
+            async def one(batch: list[ChannelOp]) -> int:
+                async with gate:
+                    return await self._execute(connector, action, batch)
+
+            batches = [ops[i : i + size] for i in range(0, len(ops), size)]
+            return sum(await asyncio.gather(*(one(b) for b in batches)))
         n = 0
         for op in ops:
             n += await self._execute(connector, action, [op])
