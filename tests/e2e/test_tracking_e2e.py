@@ -15,7 +15,7 @@ from store.invoices import generate_valid_number
 from tests.e2e.conftest import start_stack
 from tests.e2e.stack import Stack
 from topics.commands import Address, LineSpec, LineStatusChange, OrderImport, ShipmentRegistered
-from topics.envelope import new_envelope
+from topics.envelope import Envelope, new_envelope
 
 pytestmark = pytest.mark.integration
 
@@ -30,31 +30,25 @@ async def stack(kafka_bootstrap: str, e2e_tmp: Path, require_pg: None) -> AsyncI
         yield s
 
 
-async def _ready_order(stack: Stack, carrier: Carrier, number: str) -> str:
+def _ready_commands() -> tuple[str, str, list[Envelope]]:
+    """(order id, line id, [import, move to READY_TO_SHIP]) of a new shop order."""
     oid = f"OMS-{uuid.uuid4().hex[:8]}"
     line = f"{oid}-1"
-    imp = new_envelope(
-        "order.import",
-        oid,
-        Channel.OMS,
-        OrderImport(
-            address=ADDRESS,
-            lines=[LineSpec(line_id=line, sku="A", quantity=1, unit_price=Decimal(5000))],
-        ),
-    )
-    ready = new_envelope(
-        "line.status",
-        oid,
-        Channel.OMS,
-        LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP),
-    )
+    spec = LineSpec(line_id=line, sku="A", quantity=1, unit_price=Decimal(5000))
+    imp = new_envelope("order.import", oid, Channel.OMS, OrderImport(address=ADDRESS, lines=[spec]))
+    move = LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP)
+    return oid, line, [imp, new_envelope("line.status", oid, Channel.OMS, move)]
+
+
+async def _ready_order(stack: Stack, carrier: Carrier, number: str) -> str:
+    oid, line, setup = _ready_commands()
     ship = new_envelope(
         "shipment.registered",
         oid,
         Channel.OMS,
         ShipmentRegistered(line_ids=[line], carrier=carrier, tracking_number=number),
     )
-    await stack.send(imp, ready, ship)
+    await stack.send(*setup, ship)
     result = await stack.wait_result(ship.event_id)
     assert result["outcome"] == "succeeded", result
     return line
@@ -84,30 +78,14 @@ async def test_r06_pickup_scan_moves_line_to_shipping_then_delivered(stack: Stac
 
 
 async def test_r18_invalid_invoice_refused_before_anything_is_sent(stack: Stack) -> None:
-    oid = f"OMS-{uuid.uuid4().hex[:8]}"
-    line = f"{oid}-1"
-    imp = new_envelope(
-        "order.import",
-        oid,
-        Channel.OMS,
-        OrderImport(
-            address=ADDRESS,
-            lines=[LineSpec(line_id=line, sku="A", quantity=1, unit_price=Decimal(5000))],
-        ),
-    )
-    ready = new_envelope(
-        "line.status",
-        oid,
-        Channel.OMS,
-        LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP),
-    )
+    oid, line, setup = _ready_commands()
     bad = new_envelope(
         "shipment.registered",
         oid,
         Channel.OMS,
         ShipmentRegistered(line_ids=[line], carrier=Carrier.EPOST, tracking_number="12345"),
     )
-    await stack.send(imp, ready, bad)
+    await stack.send(*setup, bad)
     result = await stack.wait_result(bad.event_id)
     assert result["outcome"] == "refused" and result["rule"] == "R18"
     assert "EPOST" in result["message"]
@@ -201,13 +179,45 @@ async def test_s2_each_orders_commands_apply_in_order_under_interleaving(stack: 
         number = generate_valid_number(Carrier.CJ, rng)
         per_order.append(
             [
-                new_envelope("order.import", oid, Channel.OMS, OrderImport(address=ADDRESS, lines=[LineSpec(line_id=line, sku="S", quantity=1, unit_price=Decimal(100))])),
-                new_envelope("line.status", oid, Channel.OMS, LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP)),
-                new_envelope("shipment.registered", oid, Channel.OMS, ShipmentRegistered(line_ids=[line], carrier=Carrier.CJ, tracking_number=number, dispatch_now=True)),
-                new_envelope("line.status", oid, Channel.OMS, LineStatusChange(line_ids=[line], to_status=LineStatus.DELIVERED)),
+                new_envelope(
+                    "order.import",
+                    oid,
+                    Channel.OMS,
+                    OrderImport(
+                        address=ADDRESS,
+                        lines=[
+                            LineSpec(line_id=line, sku="S", quantity=1, unit_price=Decimal(100))
+                        ],
+                    ),
+                ),
+                new_envelope(
+                    "line.status",
+                    oid,
+                    Channel.OMS,
+                    LineStatusChange(line_ids=[line], to_status=LineStatus.READY_TO_SHIP),
+                ),
+                new_envelope(
+                    "shipment.registered",
+                    oid,
+                    Channel.OMS,
+                    ShipmentRegistered(
+                        line_ids=[line],
+                        carrier=Carrier.CJ,
+                        tracking_number=number,
+                        dispatch_now=True,
+                    ),
+                ),
+                new_envelope(
+                    "line.status",
+                    oid,
+                    Channel.OMS,
+                    LineStatusChange(line_ids=[line], to_status=LineStatus.DELIVERED),
+                ),
             ]
         )
-    burst = [cmds[step] for step in range(4) for cmds in per_order]  # step-major: maximal interleaving
+    burst = [
+        cmds[step] for step in range(4) for cmds in per_order
+    ]  # step-major: maximal interleaving
     await stack.send(*burst)
     for cmds in per_order:
         for env in cmds:
