@@ -33,6 +33,9 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+faults: $(STAMP)
+	$(PY) -m pytest -q -m slow tests/faults $(PYTEST_ARGS)
+
 schema: $(STAMP)
 	$(VENV)/bin/channelsync schema --out docs/schemas
 

@@ -33,7 +33,7 @@ from topics.results import DeadLetter, Outcome, SyncResult
 
 log = logging.getLogger(__name__)
 
-RAW_LIMIT = 1_000_000
+RAW_LIMIT = 65_536  # characters of a refused message kept in its failure record and DLQ letter
 
 
 class ProduceTimeoutError(RuntimeError):
@@ -191,7 +191,10 @@ class Runtime:
         Retries in place (with backoff) until both writes succeed: the message is not acked
         before its failure is recorded.
         """
-        text = (raw or b"").decode("utf-8", "replace")
+        # PostgreSQL text cannot hold NUL: a NUL byte must not make the failure record itself
+        # fail forever (that would block the partition)
+        text = (raw or b"").decode("utf-8", "replace").replace("\x00", "\ufffd")
+        error = error.replace("\x00", "\ufffd")
         truncated = len(text) > RAW_LIMIT
         text = text[:RAW_LIMIT]
         key = meta.key.decode("utf-8", "replace") if meta.key else None

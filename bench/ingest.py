@@ -51,17 +51,44 @@ async def rate_limit(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
     for i in range(n):
         c = sb.new_paid_order([{"name": "B", "quantity": 1}], lag=0)
         po, oid = c["productOrderIds"][0], f"naverpay:{c['orderId']}"
-        rows.append({"order_id": oid, "channel": "naverpay", "channel_order_id": c["orderId"],
-                     "line_id": f"{oid}:{po}", "unit_id": po, "carrier": "CJ", "number": f"{600000000000 + i}"})
+        rows.append(
+            {
+                "order_id": oid,
+                "channel": "naverpay",
+                "channel_order_id": c["orderId"],
+                "line_id": f"{oid}:{po}",
+                "unit_id": po,
+                "carrier": "CJ",
+                "number": f"{600000000000 + i}",
+            }
+        )
     await insert_orders(engine, rows)
-    worker = Worker(env.worker_env({"naverpay": url}, NAVERPAY_RATE_PER_SECOND=str(NAVER_RATE), POLL_INTERVAL_SECONDS="3600"),
-                    workdir / f"ratelimit-{n}.log")
+    worker = Worker(
+        env.worker_env(
+            {"naverpay": url},
+            NAVERPAY_RATE_PER_SECOND=str(NAVER_RATE),
+            POLL_INTERVAL_SECONDS="3600",
+        ),
+        workdir / f"ratelimit-{n}.log",
+    )
     await worker.start()
     try:
         sb.quota.rejected.clear()
         now = datetime.now(UTC)
-        msgs = [(r["order_id"].encode(), encode(new_envelope("pickup.reached", r["order_id"], Channel.NAVERPAY,
-                 PickupReached(line_ids=[r["line_id"]], scanned_at=now)))) for r in rows]
+        msgs = [
+            (
+                r["order_id"].encode(),
+                encode(
+                    new_envelope(
+                        "pickup.reached",
+                        r["order_id"],
+                        Channel.NAVERPAY,
+                        PickupReached(line_ids=[r["line_id"]], scanned_at=now),
+                    )
+                ),
+            )
+            for r in rows
+        ]
         started = time.monotonic()
         await produce(bootstrap, env.prefix + names.OMS_COMMANDS, msgs)
 
@@ -81,7 +108,9 @@ async def rate_limit(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
             "ratio_to_ideal": round(rate / ideal, 3),
             "dispatch_calls": sb.requests.get("dispatch", 0),
             "http_429_answers": dict(sb.quota.rejected),
-            "dispatched_twice": sum(1 for (op, _), k in sb.ledger.counts.items() if op == "dispatch" and k > 1),
+            "dispatched_twice": sum(
+                1 for (op, _), k in sb.ledger.counts.items() if op == "dispatch" and k > 1
+            ),
         }
     finally:
         worker.stop()
@@ -90,15 +119,26 @@ async def rate_limit(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
         await env.drop()
 
 
-async def collection(bootstrap: str, n: int, workdir: Path, *, rate: float = 5.0, poll: float = 10.0,
-                     max_lag: float = 10.0) -> dict[str, Any]:
+async def collection(
+    bootstrap: str,
+    n: int,
+    workdir: Path,
+    *,
+    rate: float = 5.0,
+    poll: float = 10.0,
+    max_lag: float = 10.0,
+) -> dict[str, Any]:
     env = Env(bootstrap)
     engine = await env.engine()
     rng = random.Random(n)
     sb = NaverPaySandbox(visibility_lag=lambda: rng.uniform(0, max_lag), rates={}, seed=4)
     url = await sb.start()
-    worker = Worker(env.worker_env({"naverpay": url}, NAVERPAY_RATE_PER_SECOND="100000", POLL_INTERVAL_SECONDS=str(poll)),
-                    workdir / f"collection-{n}.log")
+    worker = Worker(
+        env.worker_env(
+            {"naverpay": url}, NAVERPAY_RATE_PER_SECOND="100000", POLL_INTERVAL_SECONDS=str(poll)
+        ),
+        workdir / f"collection-{n}.log",
+    )
     await worker.start()
     try:
         for _ in range(n):
@@ -107,17 +147,34 @@ async def collection(bootstrap: str, n: int, workdir: Path, *, rate: float = 5.0
 
         async def stored() -> bool:
             async with engine.connect() as conn:
-                count = await conn.scalar(select(func.count()).select_from(ChannelChangeRow).where(ChannelChangeRow.applied_at.is_not(None)))
+                count = await conn.scalar(
+                    select(func.count())
+                    .select_from(ChannelChangeRow)
+                    .where(ChannelChangeRow.applied_at.is_not(None))
+                )
             return (count or 0) >= n
 
         finished = await _wait(stored, timeout=poll * 3 + max_lag + 120)
         async with engine.connect() as conn:
-            rows = (await conn.execute(select(ChannelChangeRow.changed_at, ChannelChangeRow.applied_at).where(ChannelChangeRow.applied_at.is_not(None)))).all()
+            rows = (
+                await conn.execute(
+                    select(ChannelChangeRow.changed_at, ChannelChangeRow.applied_at).where(
+                        ChannelChangeRow.applied_at.is_not(None)
+                    )
+                )
+            ).all()
         delays = [(a - c).total_seconds() for c, a in rows]
         q = quantiles(delays)
-        return {"n": n, "completed": finished, "inject_rate_per_second": rate, "poll_interval_seconds": poll,
-                "max_visibility_lag_seconds": max_lag, "change_to_stored_seconds": q,
-                "target_p99_seconds": poll + 30, "meets_target": q["p99"] <= poll + 30}
+        return {
+            "n": n,
+            "completed": finished,
+            "inject_rate_per_second": rate,
+            "poll_interval_seconds": poll,
+            "max_visibility_lag_seconds": max_lag,
+            "change_to_stored_seconds": q,
+            "target_p99_seconds": poll + 30,
+            "meets_target": q["p99"] <= poll + 30,
+        }
     finally:
         worker.stop()
         await sb.stop()
@@ -130,23 +187,40 @@ async def catch_up(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
     engine = await env.engine()
     sb = NaverPaySandbox(visibility_lag=0.0, rates={}, seed=5)
     url = await sb.start()
-    start = datetime.now(UTC) - timedelta(hours=24) + timedelta(minutes=5)  # inside the first-start lookback
+    start = (
+        datetime.now(UTC) - timedelta(hours=24) + timedelta(minutes=5)
+    )  # inside the first-start lookback
     for i in range(n):
-        sb.new_paid_order([{"name": "D", "quantity": 1}], at=start + timedelta(seconds=i * 86_000 / n), lag=0)
-    worker = Worker(env.worker_env({"naverpay": url}, NAVERPAY_RATE_PER_SECOND="100000", POLL_INTERVAL_SECONDS="2"),
-                    workdir / f"catchup-{n}.log")
+        sb.new_paid_order(
+            [{"name": "D", "quantity": 1}], at=start + timedelta(seconds=i * 86_000 / n), lag=0
+        )
+    worker = Worker(
+        env.worker_env(
+            {"naverpay": url}, NAVERPAY_RATE_PER_SECOND="100000", POLL_INTERVAL_SECONDS="2"
+        ),
+        workdir / f"catchup-{n}.log",
+    )
     began = time.monotonic()
     await worker.start()
     try:
+
         async def stored() -> bool:
             async with engine.connect() as conn:
-                count = await conn.scalar(select(func.count()).select_from(ChannelChangeRow).where(ChannelChangeRow.applied_at.is_not(None)))
+                count = await conn.scalar(
+                    select(func.count())
+                    .select_from(ChannelChangeRow)
+                    .where(ChannelChangeRow.applied_at.is_not(None))
+                )
             return (count or 0) >= n
 
         finished = await _wait(stored, timeout=max(300, n / 10))
         elapsed = time.monotonic() - began
         calls = dict(sb.requests)
-        pages, details, ids = calls.get("last_changed", 0), calls.get("query", 0), calls.get("product_order_ids", 0)
+        pages, details, ids = (
+            calls.get("last_changed", 0),
+            calls.get("query", 0),
+            calls.get("product_order_ids", 0),
+        )
         return {
             "n": n,
             "completed": finished,

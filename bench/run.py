@@ -34,10 +34,18 @@ RUNNERS = {
     "catchup": ingest.catch_up,
 }
 HEADLINE = {
-    "outbound": lambda r: f"{r['events_per_second']} ev/s, intent→ack p50 {r['intent_to_ack_seconds']['p50']}s p99 {r['intent_to_ack_seconds']['p99']}s, pipeline/raw {r['pipeline_over_raw']}, RSS {r['worker_peak_rss_mib']} MiB, dup {r['units_dispatched_more_than_once']}",
-    "ratelimit": lambda r: f"{r['dispatches_per_second']}/s of ideal {r['ideal_per_second']}/s = {r['ratio_to_ideal']}, 429s {r['http_429_answers']}",
-    "collection": lambda r: f"change→stored p50 {r['change_to_stored_seconds']['p50']}s p99 {r['change_to_stored_seconds']['p99']}s (poll {r['poll_interval_seconds']}s, target ≤ {r['target_p99_seconds']}s)",
-    "catchup": lambda r: f"{r['seconds_to_caught_up']}s ({r['changes_per_second']}/s); quota-bound ideal {r['quota_bound_ideal_seconds_at_2_per_s']}s",
+    "outbound": lambda r: (
+        f"{r['events_per_second']} ev/s, intent→ack p50 {r['intent_to_ack_seconds']['p50']}s p99 {r['intent_to_ack_seconds']['p99']}s, pipeline/raw {r['pipeline_over_raw']}, RSS {r['worker_peak_rss_mib']} MiB, dup {r['units_dispatched_more_than_once']}"
+    ),
+    "ratelimit": lambda r: (
+        f"{r['dispatches_per_second']}/s of ideal {r['ideal_per_second']}/s = {r['ratio_to_ideal']}, 429s {r['http_429_answers']}"
+    ),
+    "collection": lambda r: (
+        f"change→stored p50 {r['change_to_stored_seconds']['p50']}s p99 {r['change_to_stored_seconds']['p99']}s (poll {r['poll_interval_seconds']}s, target ≤ {r['target_p99_seconds']}s)"
+    ),
+    "catchup": lambda r: (
+        f"{r['seconds_to_caught_up']}s ({r['changes_per_second']}/s); quota-bound ideal {r['quota_bound_ideal_seconds_at_2_per_s']}s"
+    ),
 }
 
 
@@ -59,7 +67,10 @@ async def main(only: list[str], scale: float) -> int:
                 except Exception as exc:  # report and go on with the next size
                     result = {"n": n, "error": repr(exc)}
                 summary[name].append(result)
-                print(f"    {HEADLINE[name](result) if 'error' not in result else result['error']}", flush=True)
+                print(
+                    f"    {HEADLINE[name](result) if 'error' not in result else result['error']}",
+                    flush=True,
+                )
             path = save(name, {"runs": summary[name]})
             print(f"    wrote {path}")
     finally:
@@ -79,6 +90,8 @@ async def main(only: list[str], scale: float) -> int:
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--only", default=",".join(RUNNERS))
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every size (e.g. 0.1 for a quick look)")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every size (e.g. 0.1 for a quick look)"
+    )
     a = p.parse_args()
     sys.exit(asyncio.run(main([s.strip() for s in a.only.split(",") if s.strip()], a.scale)))

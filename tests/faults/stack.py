@@ -26,10 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from connectors.naverpay import endpoints as naver_endpoints
 from connectors.naverpay.sandbox import NaverPaySandbox
 from connectors.qoo10.sandbox import Qoo10Sandbox
 from store.carriers import Carrier
@@ -44,8 +47,15 @@ from topics.commands import PickupReached, ShipmentRegistered
 from topics.envelope import Envelope, new_envelope
 from topics.registry import encode
 
+NAVER_DISPATCH_PATH = naver_endpoints.ENDPOINTS["dispatch"][1]
 CARRIER = {"naverpay": Carrier.CJ, "qoo10": Carrier.YAMATO}
-ADDRESS = {"name": "Kim", "phone": "010-1234-5678", "zip_code": "04524", "line1": "Seoul", "line2": "1"}
+ADDRESS = {
+    "name": "Kim",
+    "phone": "010-1234-5678",
+    "zip_code": "04524",
+    "line1": "Seoul",
+    "line2": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -128,7 +138,13 @@ class Seeded:
 
 
 def worker_env(
-    bootstrap: str, url: str, schema: str, prefix: str, urls: dict[str, str], sec: Secrets, **extra: str
+    bootstrap: str,
+    url: str,
+    schema: str,
+    prefix: str,
+    urls: dict[str, str],
+    sec: Secrets,
+    **extra: str,
 ) -> dict[str, str]:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -175,6 +191,10 @@ class FaultStack:
         self.rng = random.Random(self.rng_seed)
         self.oracle = DispatchOracle()
         self.sandboxes: dict[str, Any] = {}
+        #: seconds a Naver dispatch answer is held *after* the dispatch was executed (the
+        #: client times out: outcome unknown); 0 = off
+        self.naver_dispatch_answer_delay = 0.0
+        self.late_dispatch_answers = 0
         self.workers: list[WorkerProcess] = []
         self.env: dict[str, str] = {}
         self.engine: AsyncEngine | None = None
@@ -186,13 +206,20 @@ class FaultStack:
         await upgrade(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         naver = NaverPaySandbox(
-            client_secret=self.secrets.naverpay_client_secret, visibility_lag=0.0, rates={}, seed=self.rng_seed
+            client_secret=self.secrets.naverpay_client_secret,
+            visibility_lag=0.0,
+            rates={},
+            seed=self.rng_seed,
         )
         qoo10 = Qoo10Sandbox(
-            api_key=self.secrets.qoo10_api_key, password=self.secrets.qoo10_password, rates={}, seed=self.rng_seed
+            api_key=self.secrets.qoo10_api_key,
+            password=self.secrets.qoo10_password,
+            rates={},
+            seed=self.rng_seed,
         )
         self.oracle.watch_naver(naver)
         self.oracle.watch_qoo10(qoo10)
+        naver.app.on_response_prepare.append(self._late_dispatch_answer)
         self.sandboxes = {"naverpay": naver, "qoo10": qoo10}
         if self.goodsflow:
             from connectors.goodsflow.sandbox import GoodsflowSandbox
@@ -206,7 +233,13 @@ class FaultStack:
             )
         urls = {name: await sb.start() for name, sb in self.sandboxes.items()}
         self.env = worker_env(
-            self.bootstrap, self.pg_url, self.schema, self.prefix, urls, self.secrets, **self.env_extra
+            self.bootstrap,
+            self.pg_url,
+            self.schema,
+            self.prefix,
+            urls,
+            self.secrets,
+            **self.env_extra,
         )
         if start_worker:
             self.start_worker()
@@ -218,6 +251,11 @@ class FaultStack:
         worker = WorkerProcess(self.env, self.tmp / f"worker-{len(self.workers) + 1}.log")
         self.workers.append(worker)
         return worker.start(timeout=120)
+
+    async def _late_dispatch_answer(self, request: Any, response: Any) -> None:
+        if self.naver_dispatch_answer_delay and request.path.endswith(NAVER_DISPATCH_PATH):
+            self.late_dispatch_answers += 1
+            await asyncio.sleep(self.naver_dispatch_answer_delay)
 
     @property
     def worker(self) -> WorkerProcess:
@@ -256,14 +294,32 @@ class FaultStack:
                 po, co = created["productOrderIds"][0], created["orderId"]
                 oid = f"naverpay:{co}"
                 out.append(
-                    Seeded("naverpay", oid, co, f"{oid}:{po}", po, Carrier.CJ, self._number(Carrier.CJ), i % 4 == 0)
+                    Seeded(
+                        "naverpay",
+                        oid,
+                        co,
+                        f"{oid}:{po}",
+                        po,
+                        Carrier.CJ,
+                        self._number(Carrier.CJ),
+                        i % 4 == 0,
+                    )
                 )
             else:
                 no = qoo10.new_order(qty=1, price=1500, sku="SKU-F")
                 pack = qoo10.order(no).pack_no
                 oid = f"qoo10:{pack}"
                 out.append(
-                    Seeded("qoo10", oid, pack, f"{oid}:{no}", no, Carrier.YAMATO, self._number(Carrier.YAMATO), i % 4 == 1)
+                    Seeded(
+                        "qoo10",
+                        oid,
+                        pack,
+                        f"{oid}:{no}",
+                        no,
+                        Carrier.YAMATO,
+                        self._number(Carrier.YAMATO),
+                        i % 4 == 1,
+                    )
                 )
         return out
 
@@ -278,10 +334,18 @@ class FaultStack:
                     insert(Order),
                     [
                         {
-                            "id": s.order_id, "channel": s.channel, "account": "default",
-                            "channel_order_id": s.channel_order_id, "payment_method": "card",
-                            "paid": True, "buyer_name": "Kim", "address": ADDRESS, "on_hold": False,
-                            "total_paid": Decimal(1000), "refunded": Decimal(0), "mileage_used": Decimal(0),
+                            "id": s.order_id,
+                            "channel": s.channel,
+                            "account": "default",
+                            "channel_order_id": s.channel_order_id,
+                            "payment_method": "card",
+                            "paid": True,
+                            "buyer_name": "Kim",
+                            "address": ADDRESS,
+                            "on_hold": False,
+                            "total_paid": Decimal(1000),
+                            "refunded": Decimal(0),
+                            "mileage_used": Decimal(0),
                         }
                         for s in chunk
                     ],
@@ -290,10 +354,17 @@ class FaultStack:
                     insert(OrderLine),
                     [
                         {
-                            "id": s.line_id, "order_id": s.order_id, "sku": "SKU-F", "name": "Tumbler",
-                            "kind": "parcel", "quantity": 1, "unit_price": Decimal(1000),
-                            "amount": Decimal(1000), "status": LineStatus.READY_TO_SHIP.value,
-                            "channel_unit_id": s.unit_id, "channel_notified": [],
+                            "id": s.line_id,
+                            "order_id": s.order_id,
+                            "sku": "SKU-F",
+                            "name": "Tumbler",
+                            "kind": "parcel",
+                            "quantity": 1,
+                            "unit_price": Decimal(1000),
+                            "amount": Decimal(1000),
+                            "status": LineStatus.READY_TO_SHIP.value,
+                            "channel_unit_id": s.unit_id,
+                            "channel_notified": [],
                         }
                         for s in chunk
                     ],
@@ -304,9 +375,14 @@ class FaultStack:
                         insert(Invoice),
                         [
                             {
-                                "order_id": s.order_id, "line_id": s.line_id, "carrier": s.carrier.value,
-                                "tracking_number": s.number, "kind": "parcel", "valid": True,
-                                "tracking_state": "NONE", "reprint_required": False,
+                                "order_id": s.order_id,
+                                "line_id": s.line_id,
+                                "carrier": s.carrier.value,
+                                "tracking_number": s.number,
+                                "kind": "parcel",
+                                "valid": True,
+                                "tracking_state": "NONE",
+                                "reprint_required": False,
                             }
                             for s in invoiced
                         ],
@@ -330,7 +406,10 @@ class FaultStack:
         return new_envelope("shipment.registered", s.order_id, Channel(s.channel), payload)
 
     async def produce(
-        self, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]], bootstrap: str | None = None
+        self,
+        topic: str,
+        messages: Iterable[tuple[bytes | None, bytes | None]],
+        bootstrap: str | None = None,
     ) -> int:
         """Send raw (key, value) messages to ``<prefix><topic>`` and wait for every ack."""
         producer = AIOKafkaProducer(
@@ -360,7 +439,9 @@ class FaultStack:
     # --- observation -------------------------------------------------------------------------
     async def line_statuses(self) -> Counter[str]:
         async with self.sessions() as s:
-            rows = await s.execute(select(OrderLine.status, func.count()).group_by(OrderLine.status))
+            rows = await s.execute(
+                select(OrderLine.status, func.count()).group_by(OrderLine.status)
+            )
             return Counter({status: n for status, n in rows.all()})
 
     async def op_states(self) -> Counter[str]:
@@ -377,13 +458,30 @@ class FaultStack:
             try:
                 if await check():
                     return time.monotonic() - started
-            except OSError:
+            except (OSError, DBAPIError):
                 pass  # the store may be restarting
             await asyncio.sleep(0.5)
         raise TimeoutError(
             f"timed out after {timeout}s waiting for {what}; lines {dict(await self.line_statuses())}, "
             f"ops {dict(await self.op_states())}\n{self.worker.tail(3000)}"
         )
+
+    async def poll(
+        self, check: Callable[[], Awaitable[bool]], timeout: float, interval: float = 0.02
+    ) -> bool:
+        """Whether ``check()`` became true within ``timeout`` (polled every ``interval``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await check():
+                return True
+            await asyncio.sleep(interval)
+        return False
+
+    async def health(self) -> int:
+        """Status of the worker's ``/health`` (``METRICS_PORT`` must be set)."""
+        async with httpx.AsyncClient(timeout=5) as client:
+            resp = await client.get(f"http://127.0.0.1:{self.env['METRICS_PORT']}/health")
+            return resp.status_code
 
     async def wait_shipped(self, n: int, timeout: float = 240.0) -> float:
         async def done() -> bool:
@@ -446,7 +544,9 @@ class FaultStack:
             if ledger_n != 1 or attempts != 1:
                 problems.append(f"{o.channel} {o.unit_id}: ledger {ledger_n}, attempts {attempts}")
             if shipped_here != shipped_there:
-                problems.append(f"{o.line_id}: store SHIPPING={shipped_here}, marketplace={shipped_there}")
+                problems.append(
+                    f"{o.line_id}: store SHIPPING={shipped_here}, marketplace={shipped_there}"
+                )
             counts["store_and_marketplace_agree"] += shipped_here == shipped_there
         keys = Counter(op.idempotency_key for op in ops)
         counts["ops"] = len(ops)
@@ -456,13 +556,17 @@ class FaultStack:
         units = Counter((op.channel, op.unit_id) for op in ops if op.action == "dispatch")
         counts["units_with_two_dispatch_ops"] = sum(1 for n in units.values() if n > 1)
         if counts["ops_succeeded"] != len(orders) or len(ops) != len(orders):
-            problems.append(f"ops by state {Counter(op.state for op in ops)} for {len(orders)} units")
+            problems.append(
+                f"ops by state {Counter(op.state for op in ops)} for {len(orders)} units"
+            )
         if counts["units_with_two_dispatch_ops"]:
             problems.append("a unit has two dispatch ops")
         assert not problems, f"{len(problems)} violation(s): {problems[:20]}"
         return dict(counts)
 
-    async def scan_secrets(self, bootstrap: str | None = None) -> dict[str, int]:
+    async def scan_secrets(
+        self, bootstrap: str | None = None, control: bytes | None = None
+    ) -> dict[str, int]:
         """Look for every credential value in worker logs, every DLQ, sync.results and the
         failed_events / channel_ops / channel_changes tables. Returns how much was scanned;
         raises AssertionError naming where a secret was found (never the secret itself)."""
@@ -476,6 +580,8 @@ class FaultStack:
                 if value in blob:
                     found.append(f"{name} in {where}")
 
+        if control is not None:  # a planted blob: proves the scan can fail
+            look("control", control)
         for worker in self.workers:
             look(f"log {worker.log_path.name}", worker.log_path.read_bytes())
         async with self.kafka(bootstrap) as k:
