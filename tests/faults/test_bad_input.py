@@ -192,7 +192,7 @@ async def _poison_then_commands(
     await stack.send_commands(commands)
     log_errors = 0
     try:
-        settle = await stack.wait_shipped(len(orders), timeout=30)
+        settle = await stack.wait_shipped(len(orders), timeout=15)
     finally:
         log = stack.worker.log_path.read_text(errors="replace")
         log_errors = log.count("record failed event failed") + log.count(
