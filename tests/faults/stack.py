@@ -2,11 +2,9 @@
 the Naver Pay and Qoo10 sandboxes (distinctive non-default credentials, a per-unit oracle of
 dispatch attempts) and ``channelsync worker`` subprocesses that the tests kill and restart.
 
-Orders are seeded in bulk: created in the sandboxes through their Python methods and inserted
-in the store as ``READY_TO_SHIP`` lines (half of them with an invoice, to be dispatched by a
-``pickup.reached`` command; the other half get their invoice and an immediate dispatch from a
-``shipment.registered`` command with ``dispatch_now``). The invariants are checked against the
-sandboxes' ledgers and the oracle, never against what the worker says about itself.
+Orders are seeded in bulk (:mod:`tests.faults.seeding`); the invariants are checked against the
+sandboxes' ledgers and the oracle (:mod:`tests.faults.oracle`), never against what the worker
+says about itself; credentials are scanned for with :mod:`tests.faults.credentials`.
 """
 
 from __future__ import annotations
@@ -14,127 +12,36 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import secrets
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import httpx
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from connectors.naverpay import endpoints as naver_endpoints
 from connectors.naverpay.sandbox import NaverPaySandbox
 from connectors.qoo10.sandbox import Qoo10Sandbox
-from store.carriers import Carrier
 from store.db import make_engine, upgrade
-from store.domain import Channel, LineStatus
-from store.invoices import generate_valid_number
+from store.domain import LineStatus
 from store.ledger import OpState
-from store.models import ChannelChangeRow, ChannelOp, FailedEvent, Invoice, Order, OrderLine
+from store.models import ChannelOp, FailedEvent, OrderLine
+from tests.faults.credentials import Secrets, SecretScan
+from tests.faults.oracle import DispatchOracle, check_exactly_once, outcomes_summary
+from tests.faults.seeding import Seeded, command_for, create_in_sandboxes, insert_ready
 from tests.harness import KafkaClient, WorkerProcess
 from topics import names
-from topics.commands import PickupReached, ShipmentRegistered
-from topics.envelope import Envelope, new_envelope
+from topics.envelope import Envelope
 from topics.registry import encode
 
 NAVER_DISPATCH_PATH = naver_endpoints.ENDPOINTS["dispatch"][1]
-CARRIER = {"naverpay": Carrier.CJ, "qoo10": Carrier.YAMATO}
-ADDRESS = {
-    "name": "Kim",
-    "phone": "010-1234-5678",
-    "zip_code": "04524",
-    "line1": "Seoul",
-    "line2": "1",
-}
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Distinctive, non-default credential values (S: never logged / dead-lettered)."""
-
-    naverpay_client_secret: str
-    qoo10_api_key: str
-    qoo10_password: str
-    goodsflow_api_key: str
-
-    @classmethod
-    def fresh(cls) -> Secrets:
-        tag = secrets.token_hex(6)
-        return cls(
-            naverpay_client_secret=bcrypt.gensalt(rounds=4).decode(),
-            qoo10_api_key=f"QK-fault-{tag}-{secrets.token_hex(8)}",
-            qoo10_password=f"QP-fault-{tag}-{secrets.token_hex(8)}",
-            goodsflow_api_key=f"GK-fault-{tag}-{secrets.token_hex(8)}",
-        )
-
-    def env(self) -> dict[str, str]:
-        return {
-            "NAVERPAY_CLIENT_SECRET": self.naverpay_client_secret,
-            "QOO10_API_KEY": self.qoo10_api_key,
-            "QOO10_PASSWORD": self.qoo10_password,
-            "GOODSFLOW_API_KEY": self.goodsflow_api_key,
-        }
-
-    def needles(self) -> dict[str, bytes]:
-        """What must never appear: each value, and the bcrypt salt body on its own."""
-        out = {k.lower(): v.encode() for k, v in self.env().items()}
-        out["naverpay_client_secret_salt"] = self.naverpay_client_secret[7:].encode()
-        return out
-
-
-class DispatchOracle:
-    """Counts every dispatch request that reached a sandbox's business logic, per unit (Naver
-    product order / Qoo10 order number) — including ones the marketplace refuses or ignores (a
-    repeated Naver dispatch is refused, a repeated Qoo10 one answers OK without a new ledger
-    entry), so a second call cannot hide behind the marketplace's own idempotency."""
-
-    def __init__(self) -> None:
-        self.attempts: Counter[tuple[str, str]] = Counter()
-
-    def watch_naver(self, sb: NaverPaySandbox) -> None:
-        desk = sb.desk
-        original = desk.dispatch
-
-        def dispatch(item: dict[str, Any], *, source: str = "api") -> None:
-            if source == "api":
-                self.attempts[("naverpay", str(item.get("productOrderId", "")))] += 1
-            original(item, source=source)
-
-        desk.dispatch = dispatch  # type: ignore[method-assign]
-
-    def watch_qoo10(self, sb: Qoo10Sandbox) -> None:
-        world = sb.world
-        original = world.send
-
-        def send(order_no: str, corp: str, tracking: str) -> Any:
-            self.attempts[("qoo10", order_no)] += 1
-            return original(order_no, corp, tracking)
-
-        world.send = send  # type: ignore[method-assign]
-
-
-@dataclass(frozen=True)
-class Seeded:
-    """One seeded order with one line (one marketplace unit)."""
-
-    channel: str
-    order_id: str
-    channel_order_id: str
-    line_id: str
-    unit_id: str
-    carrier: Carrier
-    number: str
-    with_invoice: bool  # True: pickup.reached dispatches it; False: shipment.registered does
 
 
 def worker_env(
@@ -278,115 +185,13 @@ class FaultStack:
         return KafkaClient(bootstrap or self.bootstrap, self.prefix)
 
     # --- seeding -----------------------------------------------------------------------------
-    def _number(self, carrier: Carrier) -> str:
-        return generate_valid_number(carrier, self.rng)
-
     def create_in_sandboxes(self, n: int) -> list[Seeded]:
         """``n`` paid one-line orders, alternating Naver Pay / Qoo10 (not yet in the store)."""
-        naver: NaverPaySandbox = self.sandboxes["naverpay"]
-        qoo10: Qoo10Sandbox = self.sandboxes["qoo10"]
-        out: list[Seeded] = []
-        for i in range(n):
-            if i % 2 == 0:
-                created = naver.new_paid_order(
-                    [{"name": "Tumbler", "quantity": 1, "unit_price": 12000}], lag=0
-                )
-                po, co = created["productOrderIds"][0], created["orderId"]
-                oid = f"naverpay:{co}"
-                out.append(
-                    Seeded(
-                        "naverpay",
-                        oid,
-                        co,
-                        f"{oid}:{po}",
-                        po,
-                        Carrier.CJ,
-                        self._number(Carrier.CJ),
-                        i % 4 == 0,
-                    )
-                )
-            else:
-                no = qoo10.new_order(qty=1, price=1500, sku="SKU-F")
-                pack = qoo10.order(no).pack_no
-                oid = f"qoo10:{pack}"
-                out.append(
-                    Seeded(
-                        "qoo10",
-                        oid,
-                        pack,
-                        f"{oid}:{no}",
-                        no,
-                        Carrier.YAMATO,
-                        self._number(Carrier.YAMATO),
-                        i % 4 == 1,
-                    )
-                )
-        return out
+        return create_in_sandboxes(self.sandboxes["naverpay"], self.sandboxes["qoo10"], self.rng, n)
 
     async def insert_ready(self, orders: list[Seeded]) -> None:
-        """The orders as READY_TO_SHIP lines in the store (with their invoice when
-        ``with_invoice``), as if ingested and prepared earlier."""
         assert self.engine is not None
-        for i in range(0, len(orders), 1000):
-            chunk = orders[i : i + 1000]
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    insert(Order),
-                    [
-                        {
-                            "id": s.order_id,
-                            "channel": s.channel,
-                            "account": "default",
-                            "channel_order_id": s.channel_order_id,
-                            "payment_method": "card",
-                            "paid": True,
-                            "buyer_name": "Kim",
-                            "address": ADDRESS,
-                            "on_hold": False,
-                            "total_paid": Decimal(1000),
-                            "refunded": Decimal(0),
-                            "mileage_used": Decimal(0),
-                        }
-                        for s in chunk
-                    ],
-                )
-                await conn.execute(
-                    insert(OrderLine),
-                    [
-                        {
-                            "id": s.line_id,
-                            "order_id": s.order_id,
-                            "sku": "SKU-F",
-                            "name": "Tumbler",
-                            "kind": "parcel",
-                            "quantity": 1,
-                            "unit_price": Decimal(1000),
-                            "amount": Decimal(1000),
-                            "status": LineStatus.READY_TO_SHIP.value,
-                            "channel_unit_id": s.unit_id,
-                            "channel_notified": [],
-                        }
-                        for s in chunk
-                    ],
-                )
-                invoiced = [s for s in chunk if s.with_invoice]
-                if invoiced:
-                    await conn.execute(
-                        insert(Invoice),
-                        [
-                            {
-                                "order_id": s.order_id,
-                                "line_id": s.line_id,
-                                "carrier": s.carrier.value,
-                                "tracking_number": s.number,
-                                "kind": "parcel",
-                                "valid": True,
-                                "tracking_state": "NONE",
-                                "reprint_required": False,
-                            }
-                            for s in invoiced
-                        ],
-                    )
+        await insert_ready(self.engine, orders)
 
     async def seed_orders(self, n: int) -> list[Seeded]:
         orders = self.create_in_sandboxes(n)
@@ -394,16 +199,7 @@ class FaultStack:
         return orders
 
     # --- commands ----------------------------------------------------------------------------
-    @staticmethod
-    def command_for(s: Seeded) -> Envelope:
-        """``pickup.reached`` for an invoiced line, else ``shipment.registered`` + dispatch_now."""
-        if s.with_invoice:
-            payload: Any = PickupReached(line_ids=[s.line_id], scanned_at=datetime.now(UTC))
-            return new_envelope("pickup.reached", s.order_id, Channel(s.channel), payload)
-        payload = ShipmentRegistered(
-            line_ids=[s.line_id], carrier=s.carrier, tracking_number=s.number, dispatch_now=True
-        )
-        return new_envelope("shipment.registered", s.order_id, Channel(s.channel), payload)
+    command_for = staticmethod(command_for)
 
     async def produce(
         self,
@@ -519,86 +315,35 @@ class FaultStack:
 
     # --- invariants --------------------------------------------------------------------------
     async def check_exactly_once(self, orders: list[Seeded]) -> dict[str, int]:
-        """S1 against the marketplaces: every seeded unit reached each marketplace's dispatch
-        exactly once (oracle and ledger), its store line is SHIPPING ⇔ the marketplace shows it
-        dispatched, and its ledger op succeeded. Returns the counts (raises AssertionError)."""
+        """S1 against the marketplaces (see :func:`tests.faults.oracle.check_exactly_once`)."""
         async with self.sessions() as s:
             lines = {ln.id: ln.status for ln in (await s.execute(select(OrderLine))).scalars()}
             ops = list((await s.execute(select(ChannelOp))).scalars())
-        naver: NaverPaySandbox = self.sandboxes["naverpay"]
-        qoo10: Qoo10Sandbox = self.sandboxes["qoo10"]
-        counts: Counter[str] = Counter()
-        problems: list[str] = []
-        for o in orders:
-            sb = naver if o.channel == "naverpay" else qoo10
-            ledger_n = sb.ledger.count("dispatch", o.unit_id)
-            attempts = self.oracle.attempts[(o.channel, o.unit_id)]
-            if o.channel == "naverpay":
-                detail = naver.detail(o.unit_id) or {}
-                shipped_there = _naver_status(detail) == "DELIVERING"
-            else:
-                shipped_there = qoo10.order(o.unit_id).shipped_at is not None
-            shipped_here = lines.get(o.line_id) == LineStatus.SHIPPING.value
-            counts[f"ledger_dispatch=={ledger_n}"] += 1
-            counts[f"attempts=={attempts}"] += 1
-            if ledger_n != 1 or attempts != 1:
-                problems.append(f"{o.channel} {o.unit_id}: ledger {ledger_n}, attempts {attempts}")
-            if shipped_here != shipped_there:
-                problems.append(
-                    f"{o.line_id}: store SHIPPING={shipped_here}, marketplace={shipped_there}"
-                )
-            counts["store_and_marketplace_agree"] += shipped_here == shipped_there
-        keys = Counter(op.idempotency_key for op in ops)
-        counts["ops"] = len(ops)
-        counts["ops_succeeded"] = sum(op.state == OpState.SUCCEEDED for op in ops)
-        counts["op_keys_duplicated"] = sum(1 for n in keys.values() if n > 1)
-        counts["op_sent_more_than_once"] = sum(op.attempts > 1 for op in ops)
-        units = Counter((op.channel, op.unit_id) for op in ops if op.action == "dispatch")
-        counts["units_with_two_dispatch_ops"] = sum(1 for n in units.values() if n > 1)
-        if counts["ops_succeeded"] != len(orders) or len(ops) != len(orders):
-            problems.append(
-                f"ops by state {Counter(op.state for op in ops)} for {len(orders)} units"
-            )
-        if counts["units_with_two_dispatch_ops"]:
-            problems.append("a unit has two dispatch ops")
-        assert not problems, f"{len(problems)} violation(s): {problems[:20]}"
-        return dict(counts)
+        return check_exactly_once(
+            orders, lines, ops, self.sandboxes["naverpay"], self.sandboxes["qoo10"], self.oracle
+        )
 
     async def scan_secrets(
         self, bootstrap: str | None = None, control: bytes | None = None
     ) -> dict[str, int]:
         """Look for every credential value in worker logs, every DLQ, sync.results and the
-        failed_events / channel_ops / channel_changes tables. Returns how much was scanned;
-        raises AssertionError naming where a secret was found (never the secret itself)."""
-        needles = self.secrets.needles()
-        found: list[str] = []
-        scanned: Counter[str] = Counter()
-
-        def look(where: str, blob: bytes) -> None:
-            scanned[where] += len(blob)
-            for name, value in needles.items():
-                if value in blob:
-                    found.append(f"{name} in {where}")
-
-        if control is not None:  # a planted blob: proves the scan can fail
-            look("control", control)
+        failed_events / channel_ops / channel_changes tables (and ``control``, a planted blob
+        that proves the scan can fail). Returns bytes scanned per place; raises AssertionError
+        naming where a secret was found (never the secret itself)."""
+        scan = SecretScan(self.secrets.needles())
+        if control is not None:
+            scan.look("control", control)
         for worker in self.workers:
-            look(f"log {worker.log_path.name}", worker.log_path.read_bytes())
+            scan.look(f"log {worker.log_path.name}", worker.log_path.read_bytes())
         async with self.kafka(bootstrap) as k:
             for topic in [*(names.dlq(t) for t in names.CONSUMED_TOPICS), names.SYNC_RESULTS]:
-                look(topic, b"\n".join(await k.read_all(topic, 1.0)))
+                scan.look(topic, b"\n".join(await k.read_all(topic, 1.0)))
         assert self.engine is not None
         async with self.engine.connect() as conn:
             for table in ("failed_events", "channel_ops", "channel_changes"):
                 rows = (await conn.execute(text(f"SELECT * FROM {table}"))).all()
-                look(table, "\n".join(json.dumps([str(c) for c in r]) for r in rows).encode())
-        assert not found, f"credential values leaked: {sorted(set(found))}"
-        return dict(scanned)
-
-
-def _naver_status(detail: dict[str, Any]) -> str:
-    po = detail.get("productOrder") or detail
-    return str(po.get("productOrderStatus", ""))
+                scan.look(table, "\n".join(json.dumps([str(c) for c in r]) for r in rows).encode())
+        return scan.assert_clean()
 
 
 async def drop_schema(url: str, schema: str) -> None:
@@ -610,29 +355,12 @@ async def drop_schema(url: str, schema: str) -> None:
         await engine.dispose()
 
 
-def outcomes_summary(results: dict[str, list[str]], event_ids: Iterable[str]) -> Counter[str]:
-    """How the given commands were answered: final outcome classes counted once per command."""
-    summary: Counter[str] = Counter()
-    for eid in event_ids:
-        seen = results.get(eid, [])
-        if "succeeded" in seen:
-            summary["succeeded"] += 1
-        elif "duplicate" in seen:
-            summary["duplicate_only"] += 1
-        elif seen:
-            summary["other:" + ",".join(sorted(set(seen)))] += 1
-        else:
-            summary["no_result"] += 1
-        summary["results_total"] += len(seen)
-    return summary
-
-
 __all__ = [
-    "ChannelChangeRow",
     "DispatchOracle",
     "FaultStack",
     "Secrets",
     "Seeded",
     "drop_schema",
     "outcomes_summary",
+    "worker_env",
 ]
