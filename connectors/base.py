@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -54,6 +54,16 @@ class RetryPolicy:
     max_attempts: int = 5
     backoff_base: float = 0.5
     backoff_max: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RetryPolicy:
+        """The policy of ``RETRY_MAX_ATTEMPTS`` / ``RETRY_BACKOFF_BASE_SECONDS`` /
+        ``RETRY_BACKOFF_MAX_SECONDS`` (shared by every client's ``from_settings``)."""
+        return cls(
+            max_attempts=settings.retry_max_attempts,
+            backoff_base=settings.retry_backoff_base_seconds,
+            backoff_max=settings.retry_backoff_max_seconds,
+        )
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempt - 1)))

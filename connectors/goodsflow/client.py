@@ -102,11 +102,7 @@ class GoodsflowClient(BaseHttpClient):
             settings.goodsflow_api_url,
             settings.goodsflow_api_key.get_secret_value(),
             timeout=settings.http_timeout_seconds,
-            retry=RetryPolicy(
-                max_attempts=settings.retry_max_attempts,
-                backoff_base=settings.retry_backoff_base_seconds,
-                backoff_max=settings.retry_backoff_max_seconds,
-            ),
+            retry=RetryPolicy.from_settings(settings),
             rate_per_second=settings.goodsflow_rate_per_second,
             center_code=getattr(settings, "goodsflow_center_code", None),
             **kw,

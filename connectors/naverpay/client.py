@@ -115,11 +115,7 @@ class NaverPayClient(NaverClaimOps):
         kw: dict[str, Any] = {
             "account": settings.naverpay_account_id,
             "timeout": settings.http_timeout_seconds,
-            "retry": RetryPolicy(
-                max_attempts=settings.retry_max_attempts,
-                backoff_base=settings.retry_backoff_base_seconds,
-                backoff_max=settings.retry_backoff_max_seconds,
-            ),
+            "retry": RetryPolicy.from_settings(settings),
             "rate_per_second": settings.naverpay_rate_per_second,
         }
         kw.update(overrides)

@@ -118,11 +118,7 @@ class Qoo10Client(ChangeListing, CancelOperations, BaseHttpClient):
         options: dict[str, Any] = {
             "account": settings.qoo10_account_id,
             "timeout": settings.http_timeout_seconds,
-            "retry": RetryPolicy(
-                max_attempts=settings.retry_max_attempts,
-                backoff_base=settings.retry_backoff_base_seconds,
-                backoff_max=settings.retry_backoff_max_seconds,
-            ),
+            "retry": RetryPolicy.from_settings(settings),
             "rate_per_second": settings.qoo10_rate_per_second,
         }
         options.update(overrides)
