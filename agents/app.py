@@ -15,6 +15,7 @@ import os
 
 import faust
 
+from agents import kafka_tuning
 from channelsync.settings import Settings
 from topics import names
 
@@ -23,6 +24,7 @@ os.environ.setdefault("NO_CYTHON", "1")  # P11: the same (pure-Python) code path
 
 def create_app(settings: Settings, bootstrap: str) -> faust.App:
     """A configured, agent-less Faust app; :func:`agents.worker.build` registers the agents."""
+    kafka_tuning.install(settings.consumer_fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{b.strip()}" for b in bootstrap.split(",") if b.strip()],

@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.loop import BatchFallback
 from agents.runtime import MessageMeta, Runtime
-from store import oms, repo
+from store import batch_cache, oms, repo
 from store.command_plans import PLANS, Plan
 from store.errors import NotFoundError, RuleViolation
 from store.ledger import OpState
+from store.models import ChannelOp
 from topics import names
 from topics.base import Model
 from topics.commands import COMMAND_MODELS
@@ -50,6 +51,11 @@ HANDLERS: dict[str, Callable[[AsyncSession, Envelope, Any], Awaitable[Plan]]] = 
 }
 
 
+def _detail(applied: oms.Applied, ops: list[ChannelOp]) -> dict[str, Any]:
+    """The result's detail: the plan's own, plus the ids of the ops it recorded."""
+    return {**applied.detail, "ops": [op.id for op in ops]} if ops else applied.detail
+
+
 class CommandHandler:
     """Callable handler for :func:`agents.loop.run_safely` on ``oms.commands``."""
 
@@ -73,11 +79,12 @@ class CommandHandler:
         if len(set(ids)) != len(ids):
             raise BatchFallback
         results: list[tuple[str, bytes]] = []
-        any_ops = False
+        planned: list[tuple[Envelope, oms.Applied, list[ChannelOp]]] = []
         async with self.rt.sessions() as session:
             if await repo.any_processed(session, ids):
                 raise BatchFallback
-            _keep = await repo.lock_orders(session, [env.order_id for env, _ in decoded])
+            orders = await repo.lock_orders(session, [env.order_id for env, _ in decoded])
+            await batch_cache.prefetch(session, orders)
             for env, cmd in decoded:
                 fn = HANDLERS[env.type]
                 try:
@@ -87,18 +94,22 @@ class CommandHandler:
                 repo.mark_processed(
                     session, str(env.event_id), names.OMS_COMMANDS, env.type, "succeeded"
                 )
+                planned.append((env, applied, ops))
+            await session.flush()  # one round of inserts for the whole batch; op ids assigned
+            batch_cache.drop(session)
+            for env, applied, ops in planned:
                 parked = [op for op in ops if op.state == OpState.PARKED]
                 outcome = Outcome.PARKED if parked else Outcome.SUCCEEDED
-                any_ops = any_ops or bool(ops)
                 self.rt.observe_command(env.type, outcome)
                 if parked or not ops:
                     rule = (parked[0].last_error or {}).get("rule") if parked else None
                     results.append(
                         self.rt.result_message(
-                            env, outcome, applied.message, rule=rule, detail=applied.detail
+                            env, outcome, applied.message, rule=rule, detail=_detail(applied, ops)
                         )
                     )
             await session.commit()
+        any_ops = any(ops for _, _, ops in planned)
         if any_ops and self.on_ops is not None:
             self.on_ops()
         await self.rt.produce_many(names.SYNC_RESULTS, results)
@@ -123,7 +134,7 @@ class CommandHandler:
                         session, event_id, names.OMS_COMMANDS, env.type, "succeeded"
                     )
                     await session.commit()
-                    message, detail = applied.message, applied.detail
+                    message, detail = applied.message, _detail(applied, ops)
                     parked = [op for op in ops if op.state == OpState.PARKED]
                     if parked:
                         outcome = Outcome.PARKED

@@ -22,8 +22,10 @@ import random
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from sqlalchemy import update
 
 from connectors.contract import DispatchItem, ItemResult, MarketplaceConnector
 from connectors.errors import ConnectorError, PermanentError, RetryableError
@@ -41,6 +43,11 @@ from topics.results import Outcome
 log = logging.getLogger(__name__)
 
 BATCH_ACTIONS = {ob.DISPATCH}
+#: a SENT op older than this is taken for a crash's leftover and reconciled (never one that is
+#: in flight in this process: see ``Dispatcher.inflight``)
+SENT_STALE_SECONDS = 30.0
+#: longest a claim read may precede the dispatch that relies on it, under a rate limit
+CLAIM_FRESH_SECONDS = 2.0
 
 
 class Dispatcher:
@@ -50,6 +57,9 @@ class Dispatcher:
         self.idle_seconds = idle_seconds
         self.wake = asyncio.Event()
         self.rounds = 0
+        #: ops of batches being executed now: a later round never picks them again, even when a
+        #: slow call outlives the SENT-is-stale threshold (that threshold is for crashes)
+        self.inflight: set[int] = set()
 
     def nudge(self) -> None:
         self.wake.set()
@@ -75,7 +85,8 @@ class Dispatcher:
         """One round; returns how many ops it executed."""
         self.rounds += 1
         async with self.rt.sessions() as session:
-            ops = await _ready_ops(session, self.round_limit)
+            ops = await _ready_ops(session, self.round_limit, skip=self.inflight)
+        full_round = len(ops) >= self.round_limit
         groups: dict[tuple[str, str], list[ChannelOp]] = defaultdict(list)
         for op in ops:
             groups[(op.channel, op.action)].append(op)
@@ -87,6 +98,8 @@ class Dispatcher:
                 connector = self.rt.goodsflow
             if connector is None:
                 continue
+            if full_round and action in BATCH_ACTIONS:
+                group = _whole_batches(group, getattr(connector, "max_dispatch_batch", 1))
             tasks.append(self._run_group(connector, action, group))
         for n in await asyncio.gather(*tasks):
             done += n
@@ -97,103 +110,60 @@ class Dispatcher:
     ) -> int:
         if action in BATCH_ACTIONS:
             size = max(1, getattr(connector, "max_dispatch_batch", 1))
-            # two batches in flight: one waits for its rate-limit token or the marketplace while
+            group = self._claim_group_size(connector, size)
+            # two groups in flight: one waits for its rate-limit token or the marketplace while
             # the other does its store work (dispatch ops of one round are for distinct units)
             gate = asyncio.Semaphore(2)
 
-            async def one(batch: list[ChannelOp]) -> int:
+            async def one(chunk: list[ChannelOp]) -> int:
                 async with gate:
-                    return await self._execute(connector, action, batch)
+                    return await self._execute(connector, action, chunk, size)
 
-            batches = [ops[i : i + size] for i in range(0, len(ops), size)]
-            return sum(await asyncio.gather(*(one(b) for b in batches)))
+            chunks = [ops[i : i + group] for i in range(0, len(ops), group)]
+            return sum(await asyncio.gather(*(one(c) for c in chunks)))
         n = 0
         for op in ops:
-            n += await self._execute(connector, action, [op])
+            n += await self._execute(connector, action, [op], 1)
         return n
 
-    async def _execute(
-        self, connector: MarketplaceConnector, action: str, ops: list[ChannelOp]
-    ) -> int:
-        ids = [op.id for op in ops]
-        # 1. re-check and mark SENT
-        async with self.rt.sessions() as session:
-            _keep = await _preload(session, ops)
-            fresh = [await session.get(ChannelOp, i) for i in ids]
-            ready: list[ChannelOp] = []
-            for op in fresh:
-                if op is None or op.state not in (OpState.PENDING, OpState.RETRY, OpState.SENT):
-                    continue
-                order = await repo.get_order(session, op.order_id)
-                if op.action in (ob.DISPATCH, ob.REQUEST_WAYBILL) and order.on_hold:
-                    ledger.mark_parked(op, {"rule": "R12", "message": "order on delivery hold"})
-                    continue
-                ready.append(op)
-            await session.commit()
-        if not ready:
-            return 0
-        if action == ob.DISPATCH:
-            ready = await self._claim_gate(connector, ready)
-            if not ready:
-                return 0
-        async with self.rt.sessions() as session:
-            _keep = await _preload(session, ready)
-            for op in ready:
-                row = await session.get(ChannelOp, op.id)
-                assert row is not None
-                ledger.mark_sent(row)
-            await session.commit()
-        # 2. call
-        try:
-            results = await _call(connector, action, ready)
-        except RetryableError as exc:
-            await self._record_error(ready, exc, retryable=True)
-            return len(ready)
-        except ConnectorError as exc:
-            await self._record_error(ready, exc, retryable=False)
-            return len(ready)
-        # 3. outcome
-        await self._record_results(action, ready, results)
-        return len(ready)
+    def _claim_group_size(self, connector: MarketplaceConnector, size: int) -> int:
+        """How many dispatches share one claim read: as many as the claim API takes at once,
+        but no more than the connector can dispatch in about two seconds at its rate limit, so
+        the claim state a dispatch relies on (R29/R25) is never older than that."""
+        most = max(size, getattr(connector, "max_claim_batch", size))
+        rate = {
+            Channel.NAVERPAY: self.rt.settings.naverpay_rate_per_second,
+            Channel.QOO10: self.rt.settings.qoo10_rate_per_second,
+        }.get(Channel(connector.channel))
+        if rate is None or rate <= 0:
+            return most
+        return max(size, min(most, size * max(1, int(rate * CLAIM_FRESH_SECONDS))))
 
-    async def _claim_gate(
-        self, connector: MarketplaceConnector, ops: list[ChannelOp]
-    ) -> list[ChannelOp]:
-        """R29/R25: read the units' claim state; park dispatches over an open cancel request
-        (unless an operator chose to ship anyway); skip units the marketplace shows dispatched."""
-        units = [op.payload["unit_id"] for op in ops if not op.payload.get("override_claim")]
-        if not units:
-            return ops
+    async def _execute(
+        self, connector: MarketplaceConnector, action: str, ops: list[ChannelOp], size: int
+    ) -> int:
+        """One group: (dispatches) read the claims → one transaction re-checks every op (hold
+        R12, claim R29/R25) and claims the ready ones (SENT) → calls of at most ``size`` ops →
+        outcome of each call."""
+        self.inflight.update(op.id for op in ops)
         try:
-            states = await connector.claim_states(units)
-        except RetryableError as exc:
-            await self._record_error(ops, exc, retryable=True)
-            return []
-        except ConnectorError as exc:
-            await self._record_error(ops, exc, retryable=False)
-            return []
-        keep: list[ChannelOp] = []
-        parked: list[tuple[ChannelOp, str]] = []
-        already: list[ChannelOp] = []
-        for op in ops:
-            st = states.get(op.payload["unit_id"])
-            if op.payload.get("override_claim") or st is None:
-                keep.append(op)
-            elif st.open_cancel_request:
-                parked.append((op, st.status))
-            elif st.dispatched:
-                already.append(op)
-            else:
-                keep.append(op)
-        if parked or already:
-            async with self.rt.sessions() as session:
-                for op, status in parked:
-                    row = await session.get(ChannelOp, op.id)
-                    assert row is not None
-                    rule = "R25" if row.channel == Channel.QOO10 else "R29"
-                    ledger.mark_parked(
-                        row, {"rule": rule, "message": f"open buyer cancel request ({status})"}
-                    )
+            return await self._execute_inflight(connector, action, ops, size)
+        finally:
+            self.inflight.difference_update(op.id for op in ops)
+
+    async def _execute_inflight(
+        self, connector: MarketplaceConnector, action: str, ops: list[ChannelOp], size: int
+    ) -> int:
+        verdicts: dict[int, tuple[str, str]] = {}
+        if action == ob.DISPATCH:
+            gate = await self._claim_gate(connector, ops)
+            if gate is None:
+                return len(ops)
+            verdicts = gate
+        async with self.rt.sessions() as session:
+            parked, already, claimed = await _claim(session, ops, verdicts)
+            if already:
+                _keep = await _preload(session, already)
                 for op in already:
                     row = await session.get(ChannelOp, op.id)
                     assert row is not None
@@ -201,99 +171,178 @@ class Dispatcher:
                         row, {"reconciled": "marketplace already shows the unit dispatched"}
                     )
                     await _apply_success(session, row)
-                await session.commit()
-            for op, _ in parked:
-                rule = "R25" if op.channel == Channel.QOO10 else "R29"
-                await self._emit(
-                    op, Outcome.PARKED, "dispatch parked: open buyer cancel request", rule=rule
-                )
-            for op in already:
-                await self._emit(op, Outcome.SUCCEEDED, "already dispatched on the marketplace")
-        return keep
+            await session.commit()
+        messages = [
+            self._result(op, Outcome.PARKED, "dispatch parked: open buyer cancel request", rule=r)
+            for op, r in parked
+            if r != "R12"
+        ] + [
+            self._result(op, Outcome.SUCCEEDED, "already dispatched on the marketplace")
+            for op in already
+        ]
+        if messages:
+            await self.rt.produce_many(names.SYNC_RESULTS, messages)
+        ready = [op for op in ops if op.id in claimed]
+        for op in ready:
+            op.attempts = claimed[op.id]
+            op.state = OpState.SENT.value
+        for i in range(0, len(ready), size):
+            await self._call_and_record(connector, action, ready[i : i + size])
+        return len(ops)
+
+    async def _call_and_record(
+        self, connector: MarketplaceConnector, action: str, ready: list[ChannelOp]
+    ) -> None:
+        try:
+            results = await _call(connector, action, ready)
+        except RetryableError as exc:
+            await self._record_error(ready, exc, retryable=True)
+            return
+        except ConnectorError as exc:
+            await self._record_error(ready, exc, retryable=False)
+            return
+        await self._record_results(action, ready, results)
+
+    async def _claim_gate(
+        self, connector: MarketplaceConnector, ops: list[ChannelOp]
+    ) -> dict[int, tuple[str, str]] | None:
+        """R29/R25: read the units' claim state. Returns op id → ("park", status) for a unit
+        with an open cancel request (unless an operator chose to ship anyway), ("already", "")
+        for a unit the marketplace shows dispatched; ops not named ship. None when the read
+        failed (the error is recorded on the ops: retry with backoff, or failed)."""
+        units = [op.payload["unit_id"] for op in ops if not op.payload.get("override_claim")]
+        if not units:
+            return {}
+        try:
+            states = await connector.claim_states(units)
+        except RetryableError as exc:
+            await self._record_error(ops, exc, retryable=True, attempted=False)
+            return None
+        except ConnectorError as exc:
+            await self._record_error(ops, exc, retryable=False, attempted=False)
+            return None
+        verdicts: dict[int, tuple[str, str]] = {}
+        for op in ops:
+            st = states.get(op.payload["unit_id"])
+            if op.payload.get("override_claim") or st is None:
+                continue
+            if st.open_cancel_request:
+                verdicts[op.id] = ("park", st.status)
+            elif st.dispatched:
+                verdicts[op.id] = ("already", "")
+        return verdicts
 
     async def _record_error(
-        self, ops: Sequence[ChannelOp], exc: ConnectorError, *, retryable: bool
+        self,
+        ops: Sequence[ChannelOp],
+        exc: ConnectorError,
+        *,
+        retryable: bool,
+        attempted: bool = True,
     ) -> None:
+        """Record a failed call (or a failed claim read, ``attempted=False``: it counts as an
+        attempt too, so its backoff grows and it ends FAILED like a failing call)."""
         err = exc.as_dict()
         async with self.rt.sessions() as session:
             _keep = await _preload(session, ops)
             rows = [await session.get(ChannelOp, op.id) for op in ops]
             for row in rows:
                 assert row is not None
+                if not attempted:
+                    row.attempts += 1
                 if retryable and row.attempts < self.rt.settings.retry_max_attempts * 4:
                     delay = _backoff(row.attempts, getattr(exc, "retry_after", None))
                     ledger.mark_retry(row, err, delay)
                 else:
                     ledger.mark_failed(row, err)
             await session.commit()
+        messages = []
         for row in rows:
             assert row is not None
             if row.state == OpState.FAILED:
-                await self._emit(row, Outcome.FAILED, str(exc), error=err)
-                await self.rt.dead_letter_op(row, str(exc))
+                messages.append(self._result(row, Outcome.FAILED, str(exc), error=err))
             else:
-                await self._emit(row, Outcome.RETRYING, str(exc), error=err)
+                messages.append(self._result(row, Outcome.RETRYING, str(exc), error=err))
+        await self.rt.produce_many(names.SYNC_RESULTS, messages)
+        for row in rows:
+            assert row is not None
+            if row.state == OpState.FAILED:
+                await self.rt.dead_letter_op(row, str(exc))
 
     async def _record_results(
         self, action: str, ops: list[ChannelOp], results: list[ItemResult]
     ) -> None:
+        """The outcome of one call, in one transaction: every op's new state in one bulk
+        UPDATE by primary key, the store effects of the acknowledged ones (R06 SHIPPING, R15
+        collapse, …) and the refusals (R18) on their lines; then one result per op."""
         by_unit: dict[str, list[ItemResult]] = defaultdict(list)
         for r in results:
             by_unit[r.unit_id].append(r)
+        now = utcnow()
         emitted: list[tuple[ChannelOp, Outcome, str, dict[str, Any] | None]] = []
+        rows: list[dict[str, Any]] = []
+        refused: list[tuple[ChannelOp, list[ItemResult]]] = []
+        for op in ops:
+            units = _op_units(op)
+            mine = [r for u in units for r in by_unit.get(u, [])]
+            failed = [r for r in mine if not r.ok]
+            if not mine:
+                failed = [
+                    ItemResult(u, False, "NO_RESULT", "marketplace returned no result")
+                    for u in units
+                ]
+            response: dict[str, Any] | None = None
+            error: dict[str, Any] | None = None
+            due: datetime | None = None
+            if not failed:
+                state, response = OpState.SUCCEEDED, {"items": [_item(r) for r in mine]}
+                emitted.append((op, Outcome.SUCCEEDED, f"{op.action} acknowledged", None))
+            elif all(r.retryable for r in failed):
+                state, error = OpState.RETRY, {"items": [_item(r) for r in failed]}
+                due = now + timedelta(seconds=_backoff(op.attempts, None))
+                emitted.append((op, Outcome.RETRYING, failed[0].message, error))
+            else:
+                state = OpState.FAILED
+                error = {
+                    "items": [_item(r) for r in failed],
+                    "code": failed[0].code,
+                    "message": failed[0].message,
+                }
+                refused.append((op, failed))
+                emitted.append(
+                    (op, Outcome.FAILED, f"{failed[0].code}: {failed[0].message}", error)
+                )
+            op.state, op.response, op.last_error = state.value, response, error
+            rows.append(
+                {
+                    "id": op.id,
+                    "state": state.value,
+                    "response": response,
+                    "last_error": error,
+                    "next_attempt_at": due,
+                    "updated_at": now,
+                }
+            )
         async with self.rt.sessions() as session:
-            _keep = await _preload(session, ops)
-            for op in ops:
-                row = await session.get(ChannelOp, op.id)
-                assert row is not None
-                units = _op_units(row)
-                mine = [r for u in units for r in by_unit.get(u, [])]
-                failed = [r for r in mine if not r.ok]
-                if not mine:
-                    failed = [
-                        ItemResult(u, False, "NO_RESULT", "marketplace returned no result")
-                        for u in units
-                    ]
-                if not failed:
-                    ledger.mark_done(row, {"items": [_item(r) for r in mine]})
-                    await _apply_success(session, row)
-                    emitted.append((row, Outcome.SUCCEEDED, f"{row.action} acknowledged", None))
-                elif all(r.retryable for r in failed):
-                    err: dict[str, Any] = {"items": [_item(r) for r in failed]}
-                    ledger.mark_retry(row, err, _backoff(row.attempts, None))
-                    emitted.append((row, Outcome.RETRYING, failed[0].message, err))
-                else:
-                    err = {
-                        "items": [_item(r) for r in failed],
-                        "code": failed[0].code,
-                        "message": failed[0].message,
-                    }
-                    ledger.mark_failed(row, err)
-                    await _apply_refusal(session, row, failed)
-                    emitted.append(
-                        (row, Outcome.FAILED, f"{failed[0].code}: {failed[0].message}", err)
-                    )
+            await session.execute(update(ChannelOp), rows)
+            touched = {
+                op.order_id for op, outcome, _, _ in emitted if outcome is not Outcome.RETRYING
+            }
+            _keep = await _load_orders(session, touched)
+            for op, outcome, _, _ in emitted:
+                if outcome is Outcome.SUCCEEDED:
+                    await _apply_success(session, op)
+            for op, failed in refused:
+                await _apply_refusal(session, op, failed)
             await session.commit()
         messages = []
-        for row, outcome, message, error in emitted:
-            rule = "R18" if _is_invoice_refusal(row, error) else None
-            messages.append(self._result(row, outcome, message, error=error, rule=rule))
+        for op, outcome, message, error in emitted:
+            rule = "R18" if _is_invoice_refusal(op, error) else None
+            messages.append(self._result(op, outcome, message, error=error, rule=rule))
         await self.rt.produce_many(names.SYNC_RESULTS, messages)
-        for row, outcome, message, _ in emitted:
+        for op, outcome, message, _ in emitted:
             if outcome is Outcome.FAILED:
-                await self.rt.dead_letter_op(row, message)
-
-    async def _emit(
-        self,
-        op: ChannelOp,
-        outcome: Outcome,
-        message: str,
-        *,
-        error: dict[str, Any] | None = None,
-        rule: str | None = None,
-    ) -> None:
-        key, value = self._result(op, outcome, message, error=error, rule=rule)
-        await self.rt.produce(names.SYNC_RESULTS, key, value)
+                await self.rt.dead_letter_op(op, message)
 
     def _result(
         self,
@@ -304,7 +353,7 @@ class Dispatcher:
         error: dict[str, Any] | None = None,
         rule: str | None = None,
     ) -> tuple[str, bytes]:
-        source = Envelope(
+        source = Envelope.model_construct(  # built here from stored fields: no validation
             event_id=_uuid(op.source_event_id),
             type=f"op.{op.action}",
             occurred_at=datetime.now(UTC),
@@ -317,6 +366,19 @@ class Dispatcher:
         return self.rt.result_message(
             source, outcome, message, rule=rule, error=error, detail=detail
         )
+
+
+async def _load_orders(session: Any, order_ids: set[str]) -> list[Any]:
+    """The orders (with their lines) into the session's identity map in one query."""
+    from sqlalchemy import select
+
+    from store.models import Order
+
+    if not order_ids:
+        return []
+    return list(
+        (await session.execute(select(Order).where(Order.id.in_(sorted(order_ids))))).scalars()
+    )
 
 
 async def _preload(session: Any, ops: Sequence[ChannelOp]) -> list[Any]:
@@ -335,6 +397,92 @@ async def _preload(session: Any, ops: Sequence[ChannelOp]) -> list[Any]:
     orders = select(Order).where(Order.id.in_({op.order_id for op in ops}))
     loaded.extend((await session.execute(orders)).scalars())
     return loaded  # the caller keeps it: the identity map holds objects only weakly
+
+
+async def _claim(
+    session: Any, ops: Sequence[ChannelOp], verdicts: dict[int, tuple[str, str]]
+) -> tuple[list[tuple[ChannelOp, str]], list[ChannelOp], dict[int, int]]:
+    """In the caller's transaction, with conditional UPDATEs (atomic per row, so two workers'
+    dispatchers never both take an op): ops of held orders → PARKED (R12); ops the claim gate
+    parked → PARKED (R29/R25); the rest → SENT with attempts + 1. Only ops still due are
+    touched: PENDING, RETRY, or SENT left stale by a crash. Returns (parked with their rule,
+    "already dispatched" ops still due — the caller records them done —, op id → attempts of
+    the ops now SENT)."""
+    from sqlalchemy import and_, or_, select, update
+
+    from store.models import Order
+
+    now = utcnow()
+    due = or_(
+        ChannelOp.state.in_([OpState.PENDING.value, OpState.RETRY.value]),
+        and_(
+            ChannelOp.state == OpState.SENT.value,
+            ChannelOp.updated_at < now - timedelta(seconds=SENT_STALE_SECONDS),
+        ),
+    )
+    held = and_(
+        ChannelOp.action.in_([ob.DISPATCH, ob.REQUEST_WAYBILL]),
+        ChannelOp.order_id.in_(select(Order.id).where(Order.on_hold.is_(True))),
+    )
+    by_id = {op.id: op for op in ops}
+    parked: list[tuple[ChannelOp, str]] = []
+
+    async def park(ids: list[int], why: dict[str, Any], extra: Any = None) -> list[int]:
+        if not ids:
+            return []
+        stmt = update(ChannelOp).where(ChannelOp.id.in_(ids), due)
+        if extra is not None:
+            stmt = stmt.where(extra)
+        stmt = stmt.values(state=OpState.PARKED.value, last_error=why, updated_at=now)
+        return list((await session.execute(stmt.returning(ChannelOp.id))).scalars())
+
+    for op_id in await park(
+        list(by_id), {"rule": "R12", "message": "order on delivery hold"}, held
+    ):
+        parked.append((by_id.pop(op_id), "R12"))
+    by_status: dict[str, list[int]] = defaultdict(list)
+    for op_id, (verdict, status) in verdicts.items():
+        if verdict == "park" and op_id in by_id:
+            by_status[status].append(op_id)
+    for status, ids in by_status.items():
+        rule = "R25" if by_id[ids[0]].channel == Channel.QOO10 else "R29"
+        why = {"rule": rule, "message": f"open buyer cancel request ({status})"}
+        for op_id in await park(ids, why):
+            parked.append((by_id[op_id], rule))
+        for op_id in ids:
+            by_id.pop(op_id, None)
+    already = [op for i, op in list(by_id.items()) if verdicts.get(i, ("", ""))[0] == "already"]
+    if already:
+        still = set(
+            (
+                await session.execute(
+                    select(ChannelOp.id).where(ChannelOp.id.in_([o.id for o in already]), due)
+                )
+            ).scalars()
+        )
+        for op in already:
+            by_id.pop(op.id)
+        already = [op for op in already if op.id in still]
+    claimed: dict[int, int] = {}
+    if by_id:
+        stmt = (
+            update(ChannelOp)
+            .where(ChannelOp.id.in_(list(by_id)), due, ~held)
+            .values(state=OpState.SENT.value, attempts=ChannelOp.attempts + 1, updated_at=now)
+            .returning(ChannelOp.id, ChannelOp.attempts)
+        )
+        claimed = {i: a for i, a in (await session.execute(stmt)).all()}
+    return parked, already, claimed
+
+
+def _whole_batches(ops: list[ChannelOp], size: int) -> list[ChannelOp]:
+    """A round cut short by its limit leaves more ops waiting: send only whole batches now
+    and leave the partial tail to the next round, so no rate-limited call carries a fraction
+    of what it could (the limit counts calls, not items). A group smaller than one batch
+    goes as it is."""
+    size = max(1, size)
+    whole = len(ops) - len(ops) % size
+    return ops[:whole] if whole else ops
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -363,9 +511,12 @@ def _backoff(attempts: int, retry_after: float | None) -> float:
     return max(wait, retry_after or 0.0)
 
 
-async def _ready_ops(session: Any, limit: int) -> list[ChannelOp]:
+async def _ready_ops(
+    session: Any, limit: int, skip: set[int] | frozenset[int] = frozenset()
+) -> list[ChannelOp]:
     """Due ops, oldest first, at most one open op per order unless they are dispatches of
-    different units (S2: an order's later op waits for its earlier one)."""
+    different units (S2: an order's later op waits for its earlier one). Ops in ``skip`` (in
+    flight in this process) are not due, and block their order's later ops."""
     from sqlalchemy import select
 
     now = utcnow()
@@ -386,11 +537,14 @@ async def _ready_ops(session: Any, limit: int) -> list[ChannelOp]:
                 op.state == OpState.RETRY
                 and (op.next_attempt_at is None or op.next_attempt_at <= now)
             )
-            or (op.state == OpState.SENT and (now - op.updated_at).total_seconds() > 30)
+            or (
+                op.state == OpState.SENT
+                and (now - op.updated_at).total_seconds() > SENT_STALE_SECONDS
+            )
         )
         if op.order_id in blocked:
             continue
-        if not due:
+        if not due or op.id in skip:
             blocked.add(op.order_id)
             continue
         if op.action != ob.DISPATCH:

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     broker_heartbeat_interval: float = 1.0
     broker_commit_interval: float = 1.0
     consumer_group_instance_id: str | None = None
+    consumer_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        le=30_000,
+        description="longest a fetch waits for data (faust hard-codes 1500 ms; the embedded "
+        "broker answers only when the wait ends, so this is latency per hop)",
+    )
 
     # --- store ---------------------------------------------------------------------------------
     database_url: str = DEFAULT_DATABASE_URL

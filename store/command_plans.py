@@ -70,9 +70,8 @@ async def _pickup(
         return Applied(f"{message}; {len(lines)} line(s) shipping"), []
     ops = await ob.plan_dispatch(session, order, lines, str(env.event_id), at, reason="pickup")
     parked = sum(1 for op in ops if op.state == "parked")
-    return Applied(
-        f"{message}; {len(ops)} dispatch op(s), {parked} parked", {"ops": [op.id for op in ops]}
-    ), ops
+    # the command agent adds the op ids to the detail once they are flushed
+    return Applied(f"{message}; {len(ops)} dispatch op(s), {parked} parked"), ops
 
 
 async def plan_waybill(session: AsyncSession, env: Envelope, cmd: WaybillRequest) -> Plan:

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store import batch_cache
 from store.models import ChannelOp, utcnow
 
 
@@ -67,8 +68,17 @@ async def record_intent(
     state: OpState = OpState.PENDING,
     unit_id: str | None = None,
 ) -> tuple[ChannelOp, bool]:
-    """The op for ``key``: (existing, False) or (new row added to the session, True)."""
-    existing = await get_op(session, key)
+    """The op for ``key``: (existing, False) or (new row added to the session, True).
+
+    Inside a batch (:mod:`store.batch_cache`) the lookup is answered from the cache and the new
+    row is flushed with the rest of the batch; otherwise it is flushed at once (ids assigned)."""
+    cache = batch_cache.get(session)
+    cached = cache is not None and order_id in cache.order_ids
+    if cached:
+        assert cache is not None
+        existing = cache.ops_by_key.get(key)
+    else:
+        existing = await get_op(session, key)
     if existing is not None:
         return existing, False
     op = ChannelOp(
@@ -84,7 +94,10 @@ async def record_intent(
         source_event_id=source_event_id,
     )
     session.add(op)
-    await session.flush()
+    if cached:
+        batch_cache.register_op(session, op)
+    else:
+        await session.flush()
     return op, True
 
 

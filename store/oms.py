@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import repo
+from store import batch_cache, repo
 from store.domain import LineStatus, PaymentMethod
 from store.errors import RuleViolation
 from store.invoices import validate_invoice
@@ -143,16 +143,16 @@ async def apply_shipment(session: AsyncSession, env: Envelope, cmd: ShipmentRegi
     for line in lines:
         if (line.id, cmd.carrier.value, number) in existing:
             continue
-        session.add(
-            Invoice(
-                order_id=order.id,
-                line_id=line.id,
-                carrier=cmd.carrier.value,
-                tracking_number=number,
-                kind=cmd.kind.value,
-                valid=True,
-            )
+        invoice = Invoice(
+            order_id=order.id,
+            line_id=line.id,
+            carrier=cmd.carrier.value,
+            tracking_number=number,
+            kind=cmd.kind.value,
+            valid=True,
         )
+        session.add(invoice)
+        batch_cache.register_invoice(session, invoice)
         line.invoice_rejection = None
         if cmd.shipped_quantity and line.id in cmd.shipped_quantity:
             line.shipped_quantity = cmd.shipped_quantity[line.id]

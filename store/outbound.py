@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import ledger, repo
+from store import batch_cache, ledger, repo
 from store.domain import Channel, LineStatus
 from store.errors import RuleViolation
 from store.ledger import OpState
@@ -65,15 +65,29 @@ def _units(lines: Sequence[OrderLine]) -> list[str]:
     return list(seen)
 
 
-async def _dispatched_units(session: AsyncSession, channel: str, units: Sequence[str]) -> set[str]:
+async def _dispatched_units(
+    session: AsyncSession, order_id: str, channel: str, units: Sequence[str]
+) -> set[str]:
     """Units among ``units`` that already have an open or successful dispatch op."""
     if not units:
         return set()
+    wanted = {s.value for s in ledger.OPEN_STATES | {OpState.SUCCEEDED}}
+    cache = batch_cache.get(session)
+    if cache is not None and order_id in cache.order_ids:
+        return {
+            op.unit_id
+            for op in cache.ops_by_order.get(order_id, ())
+            if op.unit_id is not None
+            and op.unit_id in units
+            and op.channel == channel
+            and op.action == DISPATCH
+            and op.state in wanted
+        }
     stmt = select(ChannelOp.unit_id).where(
         ChannelOp.unit_id.in_(list(units)),
         ChannelOp.channel == channel,
         ChannelOp.action == DISPATCH,
-        ChannelOp.state.in_([s.value for s in ledger.OPEN_STATES | {OpState.SUCCEEDED}]),
+        ChannelOp.state.in_(sorted(wanted)),
     )
     return {u for (u,) in (await session.execute(stmt)).all() if u}
 
@@ -107,7 +121,7 @@ async def plan_dispatch(
             raise RuleViolation(
                 "R12", "the waybill was printed for the old address: reprint it before dispatch"
             )
-    done = await _dispatched_units(session, order.channel, units)
+    done = await _dispatched_units(session, order.id, order.channel, units)
     ops: list[ChannelOp] = []
     for unit in units:
         if unit in done:

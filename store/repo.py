@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store import batch_cache
 from store.domain import Channel, ClaimStatus, LineStatus, PaymentMethod, ProductKind
 from store.errors import NotFoundError
 from store.models import (
@@ -102,6 +103,9 @@ async def active_invoices(session: AsyncSession, line_ids: Iterable[str]) -> lis
     ids = list(line_ids)
     if not ids:
         return []
+    cache = batch_cache.get(session)
+    if cache is not None and cache.covers_lines(ids):
+        return cache.active_invoices(ids)
     stmt = select(Invoice).where(Invoice.line_id.in_(ids), Invoice.deleted_at.is_(None))
     return list((await session.execute(stmt)).scalars())
 
@@ -135,6 +139,15 @@ async def open_claim_states(
     ids = list(line_ids)
     if not ids:
         return {}
+    cache = batch_cache.get(session)
+    if cache is not None and cache.covers_lines(ids):
+        open_states = {s.value for s in OPEN_CLAIM_STATES}
+        return {
+            claim.line_id: ClaimStatus(claim.status)
+            for lid in ids
+            for claim in cache.claims.get(lid, ())
+            if claim.status in open_states
+        }
     stmt = (
         select(Claim.line_id, Claim.status)
         .where(Claim.line_id.in_(ids), Claim.status.in_([s.value for s in OPEN_CLAIM_STATES]))

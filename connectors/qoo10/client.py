@@ -10,14 +10,16 @@ Outbound operations act per Qoo10 order number (one order line; ``PackNo`` group
 answer one :class:`ItemResult` per unit: a refusal (rule, result code) is a failed item, not an
 exception. Whole-call failures raise: :class:`AuthenticationError` (credentials refused after one
 renewal). After a :class:`RetryableError` has exhausted its retries the remaining units are not
-attempted and come back ``retryable`` ("NOT_ATTEMPTED").
+attempted and come back ``retryable`` ("NOT_ATTEMPTED"). Dispatch is sent in bulk, up to
+:attr:`Qoo10Client.max_dispatch_batch` orders per call (:mod:`connectors.qoo10.dispatch`); the
+claim view of a batch costs O(1) calls
+(:meth:`~connectors.qoo10.listing.ChangeListing.claim_states`).
 
 Credentials (API key, password, every seller key issued) are redacted from every message.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
@@ -34,7 +36,7 @@ from connectors.base import (
     RetryPolicy,
     TokenBucket,
 )
-from connectors.contract import DispatchItem, ItemResult, UnsupportedOperationError
+from connectors.contract import ItemResult, UnsupportedOperationError
 from connectors.errors import (
     AuthenticationError,
     ConnectorError,
@@ -46,31 +48,36 @@ from connectors.qoo10 import codes
 from connectors.qoo10.auth import SellerKeyManager
 from connectors.qoo10.cancels import CancelOperations
 from connectors.qoo10.dates import MAX_SEARCH_WINDOW, format_date
+from connectors.qoo10.dispatch import DispatchOperations
 from connectors.qoo10.errors import KeyRejectedError
-from connectors.qoo10.listing import ChangeListing
-from connectors.qoo10.mapping import Row, order_facts, ordered_quantity
-from connectors.qoo10.rules import check_dispatch_allowed, check_whole_quantity
+from connectors.qoo10.listing import (
+    DEFAULT_CLAIM_DETAIL_MAX,
+    DEFAULT_CLAIM_LOOKBACK,
+    ChangeListing,
+)
+from connectors.qoo10.mapping import Row
 from connectors.qoo10.wire import method_path, read_answer, request_form, request_headers
 from connectors.redact import redact
-from store.carriers import UnknownCarrierCodeError, channel_code
 from store.domain import Channel
 from store.errors import RuleViolation
-
-log = logging.getLogger(__name__)
-
-MAX_TRACKING_LENGTH = 50
 
 
 def _plain(value: str | SecretStr) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
-class Qoo10Client(ChangeListing, CancelOperations, BaseHttpClient):
-    """Qoo10 QAPI connector (see the module docstring for the error contract)."""
+class Qoo10Client(ChangeListing, DispatchOperations, CancelOperations, BaseHttpClient):
+    """Qoo10 QAPI connector (see the module docstring for the error contract).
+
+    ``check_claims_before_dispatch``: :meth:`dispatch` reads the claim view first unless told
+    otherwise (R25). ``bulk_dispatch``: SetSendingInfoBulk (default) or one SetSendingInfo per
+    order (the confirmed single form, should the bulk answer differ from the spec).
+    ``claim_detail_max`` / ``claim_lookback``: see :meth:`claim_states`.
+    """
 
     connector_name = "qoo10"
     channel = Channel.QOO10
-    max_dispatch_batch = 100
+    max_dispatch_batch = codes.MAX_BULK_ROWS
 
     def __init__(
         self,
@@ -87,6 +94,9 @@ class Qoo10Client(ChangeListing, CancelOperations, BaseHttpClient):
         account_rate_per_second: float | None = None,
         max_window: timedelta = MAX_SEARCH_WINDOW,
         check_claims_before_dispatch: bool = True,
+        bulk_dispatch: bool = True,
+        claim_detail_max: int = DEFAULT_CLAIM_DETAIL_MAX,
+        claim_lookback: timedelta = DEFAULT_CLAIM_LOOKBACK,
         transport: httpx.AsyncBaseTransport | None = None,
         observer: CallObserver | None = None,
     ) -> None:
@@ -105,6 +115,9 @@ class Qoo10Client(ChangeListing, CancelOperations, BaseHttpClient):
         self.account = account
         self.max_window = max_window
         self.check_claims_before_dispatch = check_claims_before_dispatch
+        self.bulk_dispatch = bulk_dispatch
+        self.claim_detail_max = claim_detail_max
+        self.claim_lookback = claim_lookback
         self.keys = SellerKeyManager(self._create_key)
         # Qoo10 publishes no limit (5-10 req/s is folklore, qoo10.md §7): besides the bucket per
         # method, an optional bucket shared by every call of this seller account.
@@ -281,47 +294,6 @@ class Qoo10Client(ChangeListing, CancelOperations, BaseHttpClient):
             return ItemResult(unit_id, True)
 
         return await self._each(unit_ids, method, confirm)
-
-    async def dispatch(
-        self,
-        items: Sequence[DispatchItem],
-        *,
-        check_claims: bool | None = None,
-        quantities: Mapping[str, int] | None = None,
-    ) -> list[ItemResult]:
-        """SetSendingInfo per order (carrier display name + tracking number → state 4).
-
-        Before sending, the order's claim state is read (unless ``check_claims`` is False): an
-        open buyer cancel request refuses the item (R25). ``quantities`` (unit → quantity
-        shipped) must equal the ordered quantity (R04: never a partial dispatch). A repeat with
-        the same invoice is accepted by the marketplace (idempotent).
-        """
-        check = self.check_claims_before_dispatch if check_claims is None else check_claims
-        method = codes.SET_SENDING_INFO
-        by_unit = {item.unit_id: item for item in items}
-
-        async def send(unit_id: str) -> ItemResult:
-            item = by_unit[unit_id]
-            try:
-                corp = channel_code(item.carrier, Channel.QOO10.value)
-            except UnknownCarrierCodeError as exc:
-                return ItemResult(unit_id, False, "CARRIER", str(exc))
-            tracking = item.tracking_number.strip()
-            if not tracking or len(tracking) > MAX_TRACKING_LENGTH:
-                return ItemResult(unit_id, False, "TRACKING", "tracking number empty or > 50")
-            if check or quantities is not None:
-                row = await self._require_detail(unit_id)
-                if check:
-                    check_dispatch_allowed(unit_id, order_facts(row))
-                if quantities is not None and unit_id in quantities:
-                    check_whole_quantity(unit_id, quantities[unit_id], ordered_quantity(row))
-            await self.qapi(
-                method, {"OrderNo": unit_id, "ShippingCorp": corp, "TrackingNo": tracking}
-            )
-            log.info("qoo10 order %s dispatched (%s)", unit_id, item.carrier.value)
-            return ItemResult(unit_id, True)
-
-        return await self._each(list(by_unit), method, send)
 
     async def delay_dispatch(
         self, unit_ids: Sequence[str], due_date: date, reason: str, detail: str

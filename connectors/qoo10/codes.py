@@ -44,6 +44,10 @@ GET_CLAIM_INFO = "ShippingBasic.GetClaimInfo_V3"
 GET_ORDER_DETAIL = "ShippingBasic.GetShippingAndClaimInfoByOrderNo_V2"
 SET_SELLER_CHECK = "ShippingBasic.SetSellerCheckYN_V2"
 SET_SENDING_INFO = "ShippingBasic.SetSendingInfo"
+SET_SENDING_INFO_BULK = "ShippingBasic.SetSendingInfoBulk"
+"""Dispatch of up to :data:`MAX_BULK_ROWS` orders in one call (§5.6, DOC + SDK): form field
+:data:`SENDING_INFO_JSON_FIELD` holds a JSON array of ``{"OrderNo","ShippingCorp","TrackingNo"}``;
+``ResultObject`` is one row per order (see :data:`BULK_ROW_ORDER_FIELDS`)."""
 SET_CANCEL_PROCESS = "Claim.SetCancelProcess"
 SEND_BUYER_MESSAGE = "CSCenter.SendMessageToBuyer"
 """UNCONFIRMED (§8, §10): no QAPI method to start a message to a buyer was found; QSM does it on a
@@ -51,6 +55,23 @@ screen (the "send a note to the customer" popup). This name is the sandbox's. Ag
 QAPI it answers "Can't find method", which the client reports as
 :class:`~connectors.qoo10.errors.BuyerMessageFailedError`, so a seller cancel is blocked (R23's
 safe side) until the real method is known and written here."""
+
+# --- bulk methods (§3, §5.5, §5.6, §7) ------------------------------------------------------------
+
+MAX_BULK_ROWS = 500
+"""Rows per bulk call (confirmed, §7 "Bulk set methods: ≤500 orders per call"; -10011 beyond)."""
+SENDING_INFO_JSON_FIELD = "ShippingInfoJson"
+"""SetSendingInfoBulk's one form field, a JSON array string (confirmed, §3, §5.6)."""
+BULK_ROW_ORDER_FIELDS = ("contr_no", "cont_no", "ContrNo", "OrderNo")
+"""UNCONFIRMED spelling: the order number of a bulk answer row. §5.6 names it ``contr_no`` for
+SetSendingInfoBulk, §5.5 ``cont_no`` for SetSellerCheckYNBulk (DOC only); every spelling seen is
+read. A requested order without a row is an unknown outcome, never a success."""
+BULK_ROW_CODE_FIELDS = ("result_cd", "ResultCode")
+"""The per-row result code (``result_cd``, §5.6; same code space as ``ResultCode``, §4 — L)."""
+BULK_ROW_MESSAGE_FIELDS = ("result_msg", "ResultMsg", "transc_nm")
+"""UNCONFIRMED: the per-row text. §5.6 lists ``transc_nm`` without its meaning (a message, or
+the carrier name echoed back); it is only ever used as the item's message, never decided on. The
+sandbox answers its refusal text there."""
 
 QAPI_VERSIONS: dict[str, str] = {}
 """``QAPIVersion`` header per method; absent = ``"1.0"`` (every method used here is 1.0)."""
@@ -162,6 +183,25 @@ RESULT_CODES: dict[tuple[str, int], CodeRule] = {
         confirmed=False,
         rule="R25",
     ),
+    ("ShippingBasic.SetSendingInfoBulk", ORDER_STATUS_INVALID): CodeRule(
+        # Per-row twin of the SetSendingInfo entry above (UNCONFIRMED, same reasons).
+        ConflictError,
+        "order status does not allow dispatch (open cancel request, cancelled or delivered)",
+        confirmed=False,
+        rule="R25",
+    ),
+    ("ShippingBasic.SetSendingInfo", ALREADY_CONFIRMED): CodeRule(
+        # -10012 is documented for SetSellerCheckYNBulk only: "already confirmed" says nothing
+        # about a dispatch, so for the send methods it is a refusal, never an idempotent success.
+        ConflictError,
+        "already confirmed (meaning for a dispatch unknown)",
+        confirmed=False,
+    ),
+    ("ShippingBasic.SetSendingInfoBulk", ALREADY_CONFIRMED): CodeRule(
+        ConflictError,
+        "already confirmed (meaning for a dispatch unknown)",
+        confirmed=False,
+    ),
     ("ShippingBasic.SetSellerCheckYN_V2", ORDER_STATUS_INVALID): CodeRule(
         ConflictError, "order status does not allow confirmation", confirmed=False
     ),
@@ -264,6 +304,13 @@ class ClaimCode(StrEnum):
     NON_RECEIPT_PARTLY_REFUNDED = "15"
     UNPAID_CANCELED = "16"
 
+
+OPEN_CANCEL_REQUEST_STAT = ClaimCode.CANCEL_REQUESTED
+"""``ClaimStat`` asked of GetClaimInfo_V3 to list the open buyer cancel requests in bulk
+(:meth:`Qoo10Client.claim_states`, R25). UNCONFIRMED: the doc does not say whether a claim is
+listed under its current status (assumed; the sandbox does) or the status it was requested with,
+so the client counts a listed row as open when its ``claimStatus`` reads 1 *or cannot be read*,
+and as closed only when it clearly reads another code."""
 
 CLAIM_LABELS: dict[ClaimCode, str] = {
     ClaimCode.WITHDRAWN: "キャンセル要請撤回",

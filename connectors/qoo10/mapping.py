@@ -21,7 +21,15 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.contract import ClaimState
-from connectors.qoo10.codes import DISPATCHED_STATUSES, PURCHASE_DECIDED_FIELD, ClaimCode
+from connectors.qoo10.codes import (
+    BULK_ROW_CODE_FIELDS,
+    BULK_ROW_MESSAGE_FIELDS,
+    BULK_ROW_ORDER_FIELDS,
+    DISPATCHED_STATUSES,
+    PURCHASE_DECIDED_FIELD,
+    ClaimCode,
+    ShippingStatus,
+)
 from connectors.qoo10.dates import JST, parse_qoo10_datetime
 from connectors.qoo10.fields import (
     Row,
@@ -135,6 +143,77 @@ def claim_state(unit_id: str, row: Row) -> ClaimState:
         open_cancel_request=claim == ClaimCode.CANCEL_REQUESTED,
         dispatched=status in DISPATCHED_STATUSES,
     )
+
+
+#: ``ClaimState.status`` when the shipping status was not read (bulk claim view: the claim list
+#: carries no shipping status).
+UNREAD_STATUS = ""
+
+
+def listed_claim_state(unit_id: str, rows: Iterable[Row]) -> ClaimState:
+    """The claim view of one order from the GetClaimInfo_V3 rows listed for it under ClaimStat
+    "cancel requested" (none = no open request). A row is an open request unless its
+    ``claimStatus`` clearly reads another code (an unreadable status counts as open: R25's safe
+    side, see codes.OPEN_CANCEL_REQUEST_STAT). ``status`` is :data:`UNREAD_STATUS`;
+    ``dispatched`` is True only when a row carries a readable shipping date."""
+    open_request = False
+    dispatched = False
+    for row in rows:
+        claim = claim_code(field(row, "claimStatus"))
+        if claim in (None, ClaimCode.CANCEL_REQUESTED):
+            open_request = True
+        try:
+            dispatched = dispatched or parse_qoo10_datetime(field(row, "shippingDate")) is not None
+        except ValueError:
+            pass
+    return ClaimState(
+        unit_id=unit_id,
+        status=UNREAD_STATUS,
+        claim_type=ClaimType.CANCEL.value if open_request else None,
+        claim_status=ClaimCode.CANCEL_REQUESTED.value if open_request else None,
+        open_cancel_request=open_request,
+        dispatched=dispatched,
+    )
+
+
+def state_facts(state: ClaimState) -> OrderFacts:
+    """Rule facts from a :class:`ClaimState` (either view)."""
+    try:
+        status: ShippingStatus | None = ShippingStatus(state.status)
+    except ValueError:
+        status = None
+    try:
+        claim: ClaimCode | None = ClaimCode(state.claim_status) if state.claim_status else None
+    except ValueError:
+        claim = None
+    return OrderFacts(
+        shipping_status=status,
+        open_cancel_request=state.open_cancel_request,
+        canceled=claim in _CANCELED_CODES,
+    )
+
+
+def bulk_outcomes(rows: Iterable[Row]) -> dict[str, tuple[int | None, str]]:
+    """Per order number, the (result code, text) of a bulk answer (SetSendingInfoBulk).
+
+    The code is None — an unknown outcome — when the row's code cannot be read or the order is
+    answered more than once with different codes. Orders without a row are absent."""
+    found: dict[str, tuple[int | None, str]] = {}
+    for row in rows:
+        low = {k.lower(): v for k, v in row.items()}  # once per row: up to 500 rows per call
+        order_no = text(low, *BULK_ROW_ORDER_FIELDS)
+        if not order_no:
+            continue
+        raw = field(low, *BULK_ROW_CODE_FIELDS)
+        try:
+            code: int | None = int(str(raw).strip()) if raw is not None else None
+        except ValueError:
+            code = None
+        message = text(low, *BULK_ROW_MESSAGE_FIELDS)
+        if order_no in found and found[order_no][0] != code:
+            code = None
+        found[order_no] = (code, message)
+    return found
 
 
 def ordered_quantity(row: Row) -> int:

@@ -27,7 +27,17 @@ Python-level injection (tests) — every method has a ``/_control/`` twin (JSON 
 ``revoke_keys(new_password)``       {"revoke": true, "new_password": "…"}
 ``fail_messages(count, code)``      ``POST /_control/messages`` {fail, result_code}  (R23)
 ``inject_result_code(m, code, n)``  ``POST /_control/result_codes`` {method, result_code, count}
+``inject_item_code(no, code, n)``   ``POST /_control/item_codes`` {order_no, result_code, count}
+``drop_item_rows(no, n)``           ``POST /_control/drop_item_rows`` {order_no, count}
 ==================================  ========================================================
+
+``SetSendingInfoBulk`` (§5.6) takes ``ShippingInfoJson`` (a JSON array of at most 500
+``{"OrderNo","ShippingCorp","TrackingNo"}``; more answers -10011, a non-array -10001) and applies
+each row like ``SetSendingInfo``, in order: ``ResultCode`` 0 with one ``ResultObject`` row
+``{"contr_no", "result_cd", "transc_nm"}`` per requested row (``transc_nm`` = the result text,
+*(sim)*). Faults, quotas and ``inject_result_code`` act on the whole call; ``inject_item_code``
+refuses one order's row (no effect), ``drop_item_rows`` applies the row but leaves it out of the
+answer (a lost per-item outcome).
 
 An action impossible in the order's state answers 409 ``{"error": …}`` (ActionError in Python).
 Plus the shared ``GET /_control/ledger``, ``POST /_control/faults``, ``POST /_control/reset``,
@@ -37,6 +47,7 @@ Plus the shared ``GET /_control/ledger``, ``POST /_control/faults``, ``POST /_co
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,6 +85,7 @@ SERVED_METHODS = (
     codes.GET_ORDER_DETAIL,
     codes.SET_SELLER_CHECK,
     codes.SET_SENDING_INFO,
+    codes.SET_SENDING_INFO_BULK,
     codes.SET_CANCEL_PROCESS,
     codes.SEND_BUYER_MESSAGE,
 )
@@ -110,6 +122,8 @@ class Qoo10Sandbox(Sandbox):
         self.keys: dict[str, str] = {}  # seller key -> valid | expired | revoked
         self._message_failures: list[int] = []
         self._injected: dict[str, list[tuple[int, str]]] = {}
+        self._item_codes: dict[str, list[int]] = {}
+        self._dropped_rows: Counter[str] = Counter()
 
     # --- routes --------------------------------------------------------------------------------
 
@@ -141,6 +155,12 @@ class Qoo10Sandbox(Sandbox):
             "result_codes": lambda b: self.inject_result_code(
                 b["method"], int(b["result_code"]), int(b.get("count", 1)), b.get("message", "")
             ),
+            "item_codes": lambda b: self.inject_item_code(
+                str(b["order_no"]), int(b["result_code"]), int(b.get("count", 1))
+            ),
+            "drop_item_rows": lambda b: self.drop_item_rows(
+                str(b["order_no"]), int(b.get("count", 1))
+            ),
         }
         for path, action in control.items():
             router.add_post(f"/_control/{path}", self._control(action))
@@ -165,6 +185,8 @@ class Qoo10Sandbox(Sandbox):
         self.world.reset()
         self._message_failures.clear()
         self._injected.clear()
+        self._item_codes.clear()
+        self._dropped_rows.clear()
 
     # --- Python-level injection ----------------------------------------------------------------
 
@@ -220,6 +242,16 @@ class Qoo10Sandbox(Sandbox):
     def inject_result_code(self, method: str, code: int, count: int = 1, message: str = "") -> None:
         """The next ``count`` calls of ``method`` answer ``code`` without any effect."""
         self._injected.setdefault(method.lower(), []).extend([(code, message)] * count)
+
+    def inject_item_code(self, order_no: str, code: int, count: int = 1) -> None:
+        """The next ``count`` SetSendingInfoBulk rows for ``order_no`` answer ``result_cd`` =
+        ``code`` without any effect (the rest of the call is applied normally)."""
+        self._item_codes.setdefault(str(order_no), []).extend([code] * count)
+
+    def drop_item_rows(self, order_no: str, count: int = 1) -> None:
+        """The next ``count`` SetSendingInfoBulk rows for ``order_no`` are applied but left out
+        of the answer: the caller cannot know the outcome."""
+        self._dropped_rows[str(order_no)] += count
 
     # --- QAPI ----------------------------------------------------------------------------------
 
@@ -305,6 +337,8 @@ class Qoo10Sandbox(Sandbox):
                     p.get("OrderNo", ""), p.get("ShippingCorp", ""), p.get("TrackingNo", "")
                 )
             )
+        if method == codes.SET_SENDING_INFO_BULK:
+            return self._send_bulk(p.get(codes.SENDING_INFO_JSON_FIELD, ""))
         if method == codes.SET_CANCEL_PROCESS:
             return _envelope(
                 *world.cancel(
@@ -320,6 +354,44 @@ class Qoo10Sandbox(Sandbox):
                 *world.message(p.get("OrderNo", ""), p.get("Title", ""), p.get("Message", ""))
             )
         return _envelope(codes.API_NOT_FOUND, "The API does not exist")
+
+    def _send_bulk(self, raw: str) -> Envelope:
+        """SetSendingInfoBulk: each row as SetSendingInfo, in order, one answer row each."""
+        try:
+            rows = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            rows = None
+        if not isinstance(rows, list) or not rows:
+            return _envelope(
+                codes.SELLER_OR_ORDER_INVALID, "ShippingInfoJson must be a non-empty JSON array"
+            )
+        if len(rows) > codes.MAX_BULK_ROWS:
+            return _envelope(codes.BULK_TOO_LARGE, f"at most {codes.MAX_BULK_ROWS} rows")
+        answer: list[dict[str, Any]] = []
+        for row in rows:
+            if not isinstance(row, dict):
+                answer.append(
+                    {
+                        "contr_no": "",
+                        "result_cd": codes.SELLER_OR_ORDER_INVALID,
+                        "transc_nm": "row must be an object",
+                    }
+                )
+                continue
+            order_no = str(row.get("OrderNo", "")).strip()
+            injected = self._item_codes.get(order_no)
+            if injected:
+                code, message = injected.pop(0), "injected"
+                self.ledger.record("injected_item_code", order_no, code=code)
+            else:
+                code, message = self.world.send(
+                    order_no, str(row.get("ShippingCorp", "")), str(row.get("TrackingNo", ""))
+                )
+            if self._dropped_rows[order_no] > 0:
+                self._dropped_rows[order_no] -= 1
+                continue
+            answer.append({"contr_no": order_no, "result_cd": code, "transc_nm": message})
+        return _envelope(codes.OK, "SUCCESS", answer)
 
     # --- control -------------------------------------------------------------------------------
 

@@ -53,11 +53,19 @@ class Qoo10World:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.lag = lag
         self.orders: dict[str, SandboxOrder] = {}
+        # Claims by current code (id(claim) -> (order, claim)), so a GetClaimInfo_V3 search for
+        # one claim status costs O(claims in that status), not O(orders). Every claim is added
+        # with _add_claim and changes code with _recode; nothing else writes ClaimRecord.code.
+        self._claims: dict[ClaimCode, dict[int, tuple[SandboxOrder, ClaimRecord]]] = {
+            code: {} for code in ClaimCode
+        }
         self._numbers = itertools.count(first_order_no)
         self._packs = itertools.count(first_order_no * 10)
 
     def reset(self) -> None:
         self.orders.clear()
+        for bucket in self._claims.values():
+            bucket.clear()
 
     def now(self) -> datetime:
         return self.clock().astimezone(JST).replace(microsecond=0)
@@ -122,9 +130,9 @@ class Qoo10World:
         if outcome == BuyerCancelOutcome.REFUSED:
             raise ActionError(f"order {order_no} is dispatched: request a return instead")
         if outcome == BuyerCancelOutcome.CANCELED:
-            order.claims.append(ClaimRecord(ClaimCode.CANCELED, reason, when, when, "buyer"))
+            self._add_claim(order, ClaimRecord(ClaimCode.CANCELED, reason, when, when, "buyer"))
         else:
-            order.claims.append(ClaimRecord(ClaimCode.CANCEL_REQUESTED, reason, when))
+            self._add_claim(order, ClaimRecord(ClaimCode.CANCEL_REQUESTED, reason, when))
         self.ledger.record("buyer_cancel", order_no, outcome=outcome.value)
         return outcome
 
@@ -150,7 +158,7 @@ class Qoo10World:
         if order.status not in codes.DISPATCHED_STATUSES or order.closed:
             raise ActionError(f"order {order_no} is not dispatched: cancel instead of return")
         when = self._at(at)
-        order.claims.append(ClaimRecord(ClaimCode.RETURN_REQUESTED, reason, when))
+        self._add_claim(order, ClaimRecord(ClaimCode.RETURN_REQUESTED, reason, when))
         self.ledger.record("buyer_return", order_no)
 
     def complete_return(self, order_no: str, at: datetime | None = None) -> None:
@@ -158,7 +166,8 @@ class Qoo10World:
         claim = order.claim
         if claim is None or claim.code not in (ClaimCode.RETURN_REQUESTED, ClaimCode.RETURNING):
             raise ActionError(f"order {order_no} has no open return")
-        claim.code, claim.completed_at, claim.closed_by = ClaimCode.RETURNED, self._at(at), "qsm"
+        self._recode(order, claim, ClaimCode.RETURNED)
+        claim.completed_at, claim.closed_by = self._at(at), "qsm"
         self.ledger.record("qsm_complete_return", order_no)
 
     def deliver(self, order_no: str, at: datetime | None = None) -> None:
@@ -178,19 +187,30 @@ class Qoo10World:
     def _at(self, at: datetime | None) -> datetime:
         return at.astimezone(JST).replace(microsecond=0) if at else self.now()
 
+    def _add_claim(self, order: SandboxOrder, claim: ClaimRecord) -> None:
+        order.claims.append(claim)
+        self._claims[claim.code][id(claim)] = (order, claim)
+
+    def _recode(self, order: SandboxOrder, claim: ClaimRecord, code: ClaimCode) -> None:
+        del self._claims[claim.code][id(claim)]
+        claim.code = code
+        self._claims[code][id(claim)] = (order, claim)
+
     def _close_request(self, order_no: str, by: str, at: datetime | None) -> None:
         order = self.get(order_no)
         claim = order.claim
         if claim is None or claim.code != ClaimCode.CANCEL_REQUESTED:
             raise ActionError(f"order {order_no} has no open cancel request")
-        claim.code, claim.completed_at, claim.closed_by = ClaimCode.WITHDRAWN, self._at(at), by
+        self._recode(order, claim, ClaimCode.WITHDRAWN)
+        claim.completed_at, claim.closed_by = self._at(at), by
 
     def _approve(self, order_no: str, by: str, at: datetime | None) -> None:
         order = self.get(order_no)
         claim = order.claim
         if claim is None or claim.code != ClaimCode.CANCEL_REQUESTED:
             raise ActionError(f"order {order_no} has no open cancel request")
-        claim.code, claim.completed_at, claim.closed_by = ClaimCode.CANCELED, self._at(at), by
+        self._recode(order, claim, ClaimCode.CANCELED)
+        claim.completed_at, claim.closed_by = self._at(at), by
 
     # --- QAPI operations -----------------------------------------------------------------------
 
@@ -268,8 +288,8 @@ class Qoo10World:
         if order.status in codes.DISPATCHED_STATUSES:
             if reason_code != codes.CANCEL_REASON_CODES["DELAYED_DELIVERY"]:
                 return codes.ORDER_STATUS_INVALID, "dispatched: only a delivery-delay refund"
-            order.claims.append(
-                ClaimRecord(ClaimCode.RETURNED, "delivery delay", now, now, "seller")
+            self._add_claim(
+                order, ClaimRecord(ClaimCode.RETURNED, "delivery delay", now, now, "seller")
             )
             self.ledger.record("refund_after_dispatch", contr_no, memo=memo)
             return OK
@@ -282,8 +302,9 @@ class Qoo10World:
         if order.open_cancel_request:
             self._approve(contr_no, "seller", now)
         else:
-            order.claims.append(ClaimRecord(ClaimCode.CANCELED, f"seller:{reason_code}", now, now))
-            order.claims[-1].closed_by = "seller"
+            self._add_claim(
+                order, ClaimRecord(ClaimCode.CANCELED, f"seller:{reason_code}", now, now, "seller")
+            )
         self.ledger.record("seller_cancel", contr_no, reason=reason_code, memo=memo)
         return OK
 
@@ -346,11 +367,19 @@ class Qoo10World:
     def claim_list(
         self, claim_stat: str, condition: str, lo: datetime, hi: datetime
     ) -> list[tuple[SandboxOrder, ClaimRecord]]:
-        out = []
-        for order in self.orders.values():
-            for claim in order.claims:
-                if claim_stat and claim.code.value != claim_stat:
-                    continue
+        """GetClaimInfo_V3: claims whose *current* status is ``claim_stat`` (blank = all) and
+        whose date for ``condition`` lies in [lo, hi] and past the lag. Reads only the claims in
+        that status (index); with a blank status, sorted by request date."""
+        if claim_stat:
+            try:
+                buckets = [self._claims[ClaimCode(claim_stat)]]
+            except ValueError:
+                return []
+        else:
+            buckets = list(self._claims.values())
+        found: list[tuple[SandboxOrder, ClaimRecord]] = []
+        for bucket in buckets:
+            for order, claim in bucket.values():
                 if condition == codes.CLAIM_SEARCH_BY_COMPLETION_DATE:
                     moment = claim.completed_at
                 elif condition == codes.CLAIM_SEARCH_BY_ORDER_DATE:
@@ -358,5 +387,7 @@ class Qoo10World:
                 else:
                     moment = claim.requested_at
                 if self.visible(moment, lo, hi):
-                    out.append((order, claim))
-        return out
+                    found.append((order, claim))
+        if len(buckets) > 1:
+            found.sort(key=lambda oc: (oc[1].requested_at, oc[0].order_no))
+        return found

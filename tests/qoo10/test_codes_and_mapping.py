@@ -17,7 +17,12 @@ from connectors.errors import (
 from connectors.qoo10 import codes
 from connectors.qoo10.dates import JST, parse_qoo10_datetime, search_windows
 from connectors.qoo10.fields import claim_code, shipping_status
-from connectors.qoo10.mapping import claim_changes, shipping_changes
+from connectors.qoo10.mapping import (
+    bulk_outcomes,
+    claim_changes,
+    listed_claim_state,
+    shipping_changes,
+)
 from topics.changes import ChangeKind
 
 
@@ -25,6 +30,10 @@ from topics.changes import ChangeKind
     ("method", "code", "error", "rule"),
     [
         (codes.SET_SENDING_INFO, -10004, ConflictError, "R25"),
+        (codes.SET_SENDING_INFO_BULK, -10004, ConflictError, "R25"),
+        (codes.SET_SENDING_INFO_BULK, -10001, ValidationError, None),
+        (codes.SET_SENDING_INFO_BULK, -10011, ValidationError, None),
+        (codes.SET_SENDING_INFO_BULK, codes.SYSTEM_BUSY, RetryableError, None),
         (codes.SET_CANCEL_PROCESS, -10004, ConflictError, "R24"),
         (codes.GET_CLAIM_INFO, -10003, ValidationError, None),
         (codes.SET_CANCEL_PROCESS, -10003, ValidationError, None),
@@ -140,3 +149,43 @@ def test_facts_outside_the_window_are_left_out() -> None:
         "TrackingNo": "1",
     }
     assert [c.kind for c in shipping_changes([row], *_window())] == [ChangeKind.DISPATCHED]
+
+
+@pytest.mark.parametrize("method", [codes.SET_SENDING_INFO, codes.SET_SENDING_INFO_BULK])
+def test_already_confirmed_is_not_an_already_done_dispatch(method: str) -> None:
+    rule = codes.code_rule(method, codes.ALREADY_CONFIRMED)
+    assert (rule.error, rule.already_done) == (ConflictError, False)
+    assert codes.code_rule(codes.SET_SELLER_CHECK, codes.ALREADY_CONFIRMED).already_done
+
+
+def test_bulk_answer_rows_read_per_order() -> None:
+    rows = [
+        {"contr_no": "1", "result_cd": 0, "transc_nm": "SUCCESS"},
+        {"cont_no": "2", "result_cd": "-10004", "transc_nm": "open request"},
+        {"contr_no": "3", "result_cd": "n/a"},
+        {"contr_no": "4"},
+        {"contr_no": "5", "result_cd": 0},
+        {"contr_no": "5", "result_cd": -10001},
+        {"contr_no": "6", "result_cd": 0},
+        {"contr_no": "6", "result_cd": "0"},
+        {"result_cd": 0},
+    ]
+    assert bulk_outcomes(rows) == {
+        "1": (0, "SUCCESS"),
+        "2": (-10004, "open request"),
+        "3": (None, ""),
+        "4": (None, ""),
+        "5": (None, ""),
+        "6": (0, ""),
+    }
+
+
+def test_r25_listed_claim_row_counts_as_open_unless_it_clearly_reads_closed() -> None:
+    """R25's safe side: a row listed under ClaimStat 1 whose status cannot be read is open."""
+    assert listed_claim_state("1", [{"claimStatus": "キャンセル要請(1)"}]).open_cancel_request
+    assert listed_claim_state("1", [{"claimStatus": "???"}]).open_cancel_request
+    assert not listed_claim_state("1", [{"claimStatus": "キャンセル完了(3)"}]).open_cancel_request
+    assert not listed_claim_state("1", []).open_cancel_request
+    shipped = listed_claim_state("1", [{"claimStatus": "1", "shippingDate": "2024-05-01 10:00:00"}])
+    assert shipped.dispatched
+    assert not listed_claim_state("1", [{"claimStatus": "1", "shippingDate": "bad"}]).dispatched

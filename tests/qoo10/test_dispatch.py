@@ -101,10 +101,10 @@ async def test_r25_client_refuses_dispatch_while_a_cancel_request_is_open(
 ) -> None:
     order_no = await confirmed_order(sandbox, client)
     sandbox.buyer_cancel(order_no)
-    before = sandbox.requests[codes.SET_SENDING_INFO]
     [result] = await client.dispatch([item(order_no)])
     assert (result.ok, result.code) == (False, "R25")
-    assert sandbox.requests[codes.SET_SENDING_INFO] == before  # never sent
+    sends = (codes.SET_SENDING_INFO, codes.SET_SENDING_INFO_BULK)
+    assert [sandbox.requests[m] for m in sends] == [0, 0]  # never sent
 
 
 async def test_r25_marketplace_refuses_dispatch_while_a_cancel_request_is_open(
@@ -152,7 +152,8 @@ async def test_tracking_number_longer_than_the_api_allows_refused(
     order_no = await confirmed_order(sandbox, client)
     [result] = await client.dispatch([item(order_no, "1" * 51)])
     assert (result.ok, result.code) == (False, "TRACKING")
-    assert sandbox.requests[codes.SET_SENDING_INFO] == 0
+    sends = (codes.SET_SENDING_INFO, codes.SET_SENDING_INFO_BULK)
+    assert [sandbox.requests[m] for m in sends] == [0, 0]
 
 
 async def test_r13_dispatch_delay_is_not_a_qoo10_operation(client: Qoo10Client) -> None:
