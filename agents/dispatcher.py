@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -46,6 +47,8 @@ BATCH_ACTIONS = {ob.DISPATCH}
 #: a SENT op older than this is taken for a crash's leftover and reconciled (never one that is
 #: in flight in this process: see ``Dispatcher.inflight``)
 SENT_STALE_SECONDS = 30.0
+#: how often the results outbox is swept for results a stop left unsent
+RESEND_EVERY_SECONDS = 30.0
 #: longest a claim read may precede the dispatch that relies on it, under a rate limit
 CLAIM_FRESH_SECONDS = 2.0
 
@@ -65,7 +68,16 @@ class Dispatcher:
         self.wake.set()
 
     async def run_forever(self) -> None:
+        next_sweep = 0.0
         while True:
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + RESEND_EVERY_SECONDS
+                try:
+                    await self.resend_unreported()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("re-sending unreported results failed")
             try:
                 worked = await self.run_once()
             except asyncio.CancelledError:
@@ -182,6 +194,7 @@ class Dispatcher:
         ]
         if messages:
             await self.rt.produce_many(names.SYNC_RESULTS, messages)
+            await self._mark_emitted([op.id for op in already])
         ready = [op for op in ops if op.id in claimed]
         for op in ready:
             op.attempts = claimed[op.id]
@@ -264,6 +277,9 @@ class Dispatcher:
             else:
                 messages.append(self._result(row, Outcome.RETRYING, str(exc), error=err))
         await self.rt.produce_many(names.SYNC_RESULTS, messages)
+        await self._mark_emitted(
+            [r.id for r in rows if r is not None and r.state == OpState.FAILED]
+        )
         for row in rows:
             assert row is not None
             if row.state == OpState.FAILED:
@@ -340,9 +356,66 @@ class Dispatcher:
             rule = "R18" if _is_invoice_refusal(op, error) else None
             messages.append(self._result(op, outcome, message, error=error, rule=rule))
         await self.rt.produce_many(names.SYNC_RESULTS, messages)
+        await self._mark_emitted(
+            [op.id for op, outcome, _, _ in emitted if outcome is not Outcome.RETRYING]
+        )
         for op, outcome, message, _ in emitted:
             if outcome is Outcome.FAILED:
                 await self.rt.dead_letter_op(op, message)
+
+    async def _mark_emitted(self, ids: list[int]) -> None:
+        """Results outbox: these ops' final results are acknowledged by the broker. If this
+        write fails the results are re-sent later (:meth:`resend_unreported`): a duplicate
+        result, never a lost one."""
+        if not ids:
+            return
+        try:
+            async with self.rt.sessions() as session:
+                await session.execute(
+                    update(ChannelOp).where(ChannelOp.id.in_(ids)).values(result_emitted=True)
+                )
+                await session.commit()
+        except Exception:
+            log.warning("could not mark %d result(s) sent; they will be re-sent", len(ids))
+
+    async def resend_unreported(self, limit: int = 500) -> int:
+        """Re-send the results of final ops (succeeded / failed) whose result was never
+        acknowledged — the outcome was committed, then the process died before the produce.
+        Only ops final for longer than ``SENT_STALE_SECONDS`` and not in flight here are
+        taken, so a result on its way is not doubled. Returns how many were re-sent."""
+        from sqlalchemy import select
+
+        older = utcnow() - timedelta(seconds=SENT_STALE_SECONDS)
+        async with self.rt.sessions() as session:
+            rows = list(
+                (
+                    await session.execute(
+                        select(ChannelOp)
+                        .where(
+                            ChannelOp.result_emitted.is_(False),
+                            ChannelOp.state.in_([OpState.SUCCEEDED.value, OpState.FAILED.value]),
+                            ChannelOp.updated_at < older,
+                        )
+                        .order_by(ChannelOp.id)
+                        .limit(limit)
+                    )
+                ).scalars()
+            )
+        rows = [r for r in rows if r.id not in self.inflight]
+        if not rows:
+            return 0
+        messages = []
+        for row in rows:
+            if row.state == OpState.SUCCEEDED:
+                messages.append(self._result(row, Outcome.SUCCEEDED, f"{row.action} acknowledged"))
+            else:
+                err = row.last_error or {}
+                text = f"{err.get('code')}: {err.get('message')}" if err.get("code") else str(err)
+                messages.append(self._result(row, Outcome.FAILED, text, error=err))
+        await self.rt.produce_many(names.SYNC_RESULTS, messages)
+        await self._mark_emitted([r.id for r in rows])
+        log.warning("re-sent %d result(s) that a stop had left unsent", len(rows))
+        return len(rows)
 
     def _result(
         self,

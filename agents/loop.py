@@ -6,7 +6,12 @@ guarantees no exception escapes the loop body:
 * :class:`~topics.registry.DecodeError` and unexpected handler errors → quarantined (durable
   record + DLQ) before the next message;
 * infrastructure errors (store/broker unreachable) → the *same* message is retried in place with
-  backoff; the handler must therefore be idempotent (it is: every effect is keyed by event id).
+  backoff; the handler must therefore be idempotent (it is: every effect is keyed by event id);
+* an ``IntegrityError`` (unique / primary key violation) is retried **once**, at once: it means
+  a concurrent writer (``channelsync replay ingest``, another worker during a rebalance) inserted
+  the same row first and committed. The handler opens a fresh transaction on every call, where
+  its dedupe sees the winner's row and answers ``duplicate``. A second ``IntegrityError`` is a
+  real conflict and is quarantined.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agents.runtime import MessageMeta, Runtime, is_infra_error
+from agents.runtime import MessageMeta, Runtime, is_infra_error, is_integrity_error
 from topics.registry import DecodeError
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,7 @@ async def handle_one(
 ) -> None:
     """Process one message to completion; returns only when it is safe to ack."""
     attempt = 0
+    integrity_retried = False
     while True:
         try:
             await handler(raw, meta)
@@ -41,6 +47,16 @@ async def handle_one(
             await runtime.quarantine(meta, raw, exc.reason, exc.detail)
             return
         except Exception as exc:
+            if is_integrity_error(exc) and not integrity_retried:
+                integrity_retried = True
+                log.warning(
+                    "%s[%s]@%s lost a race to a concurrent writer, retrying once: %s",
+                    meta.topic,
+                    meta.partition,
+                    meta.offset,
+                    str(exc).splitlines()[0][:300],
+                )
+                continue
             if is_infra_error(exc):
                 attempt += 1
                 delay = random.uniform(0, min(30.0, 0.2 * 2**attempt))

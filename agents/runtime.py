@@ -67,8 +67,14 @@ class Runtime:
         self.ingestors: dict[str, Any] = {}
         self.tracking_poller: Any = None
         self.ready = False
+        #: why the broker is known to have lost its state (topics, offsets, groups), or None
+        self.broker_lost: str | None = None
         self.last_produce_error: str | None = None
         self.connector_health: dict[str, str] = {}
+
+    def mark_broker_lost(self, reason: str) -> None:
+        """The broker lost its state under this worker: ``/health`` answers 503 from now on."""
+        self.broker_lost = reason
 
     # --- producing ----------------------------------------------------------------------------
     async def produce(self, topic: str, key: str, value: bytes) -> None:
@@ -257,12 +263,14 @@ def is_infra_error(exc: BaseException) -> bool:
     from sqlalchemy.exc import DBAPIError, OperationalError
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-    if isinstance(exc, DBAPIError | OperationalError | PoolTimeout) and not _is_integrity(exc):
+    if isinstance(exc, DBAPIError | OperationalError | PoolTimeout) and not is_integrity_error(exc):
         return True
     return isinstance(exc, INFRA_ERRORS)
 
 
-def _is_integrity(exc: BaseException) -> bool:
+def is_integrity_error(exc: BaseException) -> bool:
+    """A unique / primary-key / foreign-key violation: usually a concurrent writer won a race
+    (see :func:`agents.loop.handle_one`)."""
     from sqlalchemy.exc import IntegrityError
 
     return isinstance(exc, IntegrityError)

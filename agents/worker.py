@@ -10,12 +10,20 @@ Tasks / timers:
   tracking poll        polls Goodsflow for scans (leader only)
   rules timers         R07 purchase confirmation, R08/R22 unpaid cancel (leader only)
   http                 /metrics and /health on METRICS_PORT
+  broker_watch         exits the worker when the broker lost its state (see watch_broker)
+
+Before faust starts, :func:`prepare_topics` creates every topic with ``TOPIC_PARTITIONS``
+partitions (the broker would otherwise auto-create the consumed ones with its default).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +38,7 @@ from agents.loop import run_batched, run_safely
 from agents.runtime import Runtime
 from agents.tracking import TrackingHandler, TrackingPoller
 from channelsync import http, metrics
+from channelsync.broker import BrokerEpoch, BrokerStateLost, ensure_topics
 from channelsync.settings import Settings
 from connectors.registry import build_goodsflow, build_marketplaces
 from store import timers
@@ -37,6 +46,90 @@ from store.db import make_engine
 from topics import names
 
 log = logging.getLogger("channelsync.worker")
+
+#: one-partition topic (prefixed) holding each worker incarnation's broker marker
+EPOCH_TOPIC = "channelsync.epoch"
+BROKER_CHECK_SECONDS = 2.0
+#: how long /health answers 503 (reason: broker_state) before the worker exits
+BROKER_LOST_GRACE_SECONDS = 3.0
+#: hard exit (os._exit) when the orderly shutdown after a lost broker has not finished by then
+BROKER_LOST_HARD_EXIT_SECONDS = 30.0
+EXIT_BROKER_LOST = 75  # EX_TEMPFAIL: the status of the hard exit; the orderly crash exits 1
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [settings.topic_prefix + name for name in names.ALL_TOPICS]
+
+
+async def prepare_topics(settings: Settings, bootstrap: str) -> dict[str, int]:
+    """Create the worker's topics with ``TOPIC_PARTITIONS`` partitions (and the marker topic
+    with one) before faust subscribes: the first metadata request naming a missing topic
+    auto-creates it with the broker's default (Tansu: 4). Existing topics are left alone."""
+    counts = await ensure_topics(
+        bootstrap, topic_names(settings), settings.topic_partitions, settings.topic_replicas
+    )
+    counts.update(
+        await ensure_topics(
+            bootstrap, [settings.topic_prefix + EPOCH_TOPIC], 1, settings.topic_replicas
+        )
+    )
+    return counts
+
+
+async def watch_broker(
+    epoch: BrokerEpoch,
+    on_lost: Callable[[str], Awaitable[None]],
+    interval: float = BROKER_CHECK_SECONDS,
+) -> None:
+    """Watch for a broker that lost its state under this worker; call ``on_lost(reason)``.
+
+    Why it is needed: after a restart of a memory-only broker (the embedded Tansu) the broker
+    has no topics, offsets or groups, but faust's consumer carries on with its old assignment
+    and positions: every offset commit fails (UnknownTopicOrPartition) and nothing is consumed,
+    or it rejoins and commits its pre-restart offsets into the new broker's group, so the
+    first messages of each partition are skipped. Neither shows in faust's own state, so the
+    evidence is taken from the broker itself: this worker's marker (:class:`BrokerEpoch`) is
+    gone. It does not depend on traffic, and an unreachable broker (a restart of a broker that
+    keeps its data) is "cannot tell", never "lost".
+
+    What the worker does then (see :func:`build`): ``/health`` answers 503 with the reason,
+    then the worker **exits non-zero** so its supervisor starts a fresh one; it does not try to
+    recover in place. A fresh process re-creates the topics (:func:`prepare_topics`) and joins
+    a fresh group from the earliest offsets — the same path as a first start — whereas an
+    in-place recovery would have to reset faust's per-partition acked/committed bookkeeping,
+    the consumer's positions and the group membership from outside faust (fragile internals,
+    faust-notes.md P3/P4/P5). Every effect is idempotent and the ledger survives a kill -9, so
+    exiting mid-work is safe; the OMS re-sends what the broker lost.
+    """
+    while True:
+        try:
+            if epoch.offset is None:
+                await epoch.plant()
+                log.info("broker marker planted at %s@%s", epoch.topic, epoch.offset)
+            reason = await epoch.check()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the broker is unreachable or slow: cannot tell
+            log.debug("broker check inconclusive: %r", exc)
+            reason = None
+        if reason is not None:
+            await on_lost(reason)
+            return
+        await asyncio.sleep(interval)
+
+
+def _hard_exit_after(seconds: float, code: int) -> None:
+    """Backstop: faust/aiokafka shutdown can hang against a broker in a bad state (aiokafka
+    #1101), the supervisor must still see the process end."""
+
+    def kill() -> None:
+        log.critical("shutdown did not finish within %.0fs: hard exit %d", seconds, code)
+        logging.shutdown()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, kill)
+    timer.daemon = True
+    timer.start()
 
 
 def call_observer(connector: str, health: dict[str, str] | None = None) -> Any:
@@ -80,9 +173,11 @@ def build(settings: Settings, bootstrap: str) -> tuple[faust.App, Runtime]:
     async def tracking_agent(stream: Any) -> None:
         await run_safely(stream, tracking, runtime)
 
-    @app.task
-    async def dispatcher_task() -> None:
-        await dispatcher.run_forever()
+    if settings.dispatcher_mode == "inline":  # "off": `channelsync dispatcher` processes do it
+
+        @app.task
+        async def dispatcher_task() -> None:
+            await dispatcher.run_forever()
 
     overlap = timedelta(seconds=settings.overlap_window_seconds)
     runtime.ingestors = {}
@@ -127,14 +222,37 @@ def build(settings: Settings, bootstrap: str) -> tuple[faust.App, Runtime]:
     ready = {"logged": False}
 
     async def _on_ready(sender: Any, **kwargs: Any) -> None:
+        runtime.ready = True
         if not ready["logged"]:
             ready["logged"] = True
-            runtime.ready = True
             took = time.monotonic() - started
             log.info("channelsync worker ready in %.2fs", took)
             print(f"channelsync worker ready in {took:.2f}s", flush=True)
 
+    async def _on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        runtime.ready = False  # rebalancing: not a group member until it completes
+
     app.on_rebalance_complete.connect(_on_ready)  # type: ignore[arg-type]
+    app.on_partitions_revoked.connect(_on_revoked)  # type: ignore[arg-type]
+
+    epoch = BrokerEpoch(bootstrap, settings.topic_prefix + EPOCH_TOPIC)
+
+    async def _broker_lost(reason: str) -> None:
+        runtime.mark_broker_lost(reason)
+        runtime.ready = False
+        log.critical(
+            "the broker lost its state (%s): /health answers 503; exiting in %.0fs so the "
+            "supervisor starts a fresh worker",
+            reason,
+            BROKER_LOST_GRACE_SECONDS,
+        )
+        await asyncio.sleep(BROKER_LOST_GRACE_SECONDS)
+        _hard_exit_after(BROKER_LOST_HARD_EXIT_SECONDS, EXIT_BROKER_LOST)
+        await app.crash(BrokerStateLost(reason))
+
+    @app.task
+    async def broker_watch() -> None:
+        await watch_broker(epoch, _broker_lost)
 
     if settings.metrics_port:
 
@@ -166,10 +284,37 @@ def _register_timer(app: faust.App, name: str, interval: float, fn: Any) -> None
     app.timer(interval, on_leader=True, name=name)(tick)
 
 
-def run_worker(settings: Settings, bootstrap: str, loglevel: str = "info") -> None:
-    """Run until SIGTERM/SIGINT. Migrates the store first."""
-    import asyncio
+def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """The faust Worker for ``app``, without its terminal spinner: the spinner sets the root
+    logger to DEBUG whatever ``loglevel`` says, so every library's debug record gets built
+    (~4 % of the worker's CPU under load, httpcore's per-request traces alone)."""
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    return worker
 
+
+async def _prepare_topics_patiently(
+    settings: Settings, bootstrap: str, patience: float = 60.0
+) -> None:
+    """:func:`prepare_topics`, retried while the broker does not answer; after ``patience``
+    the worker starts anyway (faust waits for the broker; missing topics then get the broker's
+    default partition count, which is logged)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            await prepare_topics(settings, bootstrap)
+            return
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                log.warning("could not create the topics (%r): starting anyway", exc)
+                return
+            log.warning("creating the topics failed (%r), retrying", exc)
+            await asyncio.sleep(2.0)
+
+
+def run_worker(settings: Settings, bootstrap: str, loglevel: str = "info") -> None:
+    """Run until SIGTERM/SIGINT (exit 0), or until the broker lost its state (non-zero: see
+    :func:`watch_broker`). Migrates the store and creates the topics first."""
     from store.db import upgrade
 
     async def migrate() -> None:
@@ -180,6 +325,7 @@ def run_worker(settings: Settings, bootstrap: str, loglevel: str = "info") -> No
             await engine.dispose()
 
     asyncio.run(migrate())
+    asyncio.run(_prepare_topics_patiently(settings, bootstrap))
     app, _ = build(settings, bootstrap)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = faust_worker(app, loglevel)
     worker.execute_from_commandline()

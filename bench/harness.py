@@ -81,22 +81,25 @@ def peak_rss_mib(pid: int) -> float:
 
 @dataclass
 class Worker:
+    """A ``channelsync worker`` subprocess (or ``command="dispatcher"``)."""
+
     env: dict[str, str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     ready_after: float = 0.0
+    command: str = "worker"
 
     async def start(self) -> None:
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "channelsync.cli", "worker"],
+            [sys.executable, "-m", "channelsync.cli", self.command],
             cwd=ROOT,
             env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
             stdout=open(self.log, "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        while b"channelsync worker ready" not in self.log.read_bytes():
+        while f"channelsync {self.command} ready".encode() not in self.log.read_bytes():
             if self.proc.poll() is not None or time.monotonic() - started > 120:
                 raise RuntimeError(self.log.read_text(errors="replace")[-3000:])
             await asyncio.sleep(0.1)

@@ -157,6 +157,18 @@ async def _paced(
 
 
 async def run(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
+    """One worker executing its own ledger (``DISPATCHER_MODE=inline``, the default)."""
+    return await _run(bootstrap, n, workdir, separate_dispatcher=False)
+
+
+async def run_split(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
+    """One worker (``DISPATCHER_MODE=off``) plus one ``channelsync dispatcher`` process."""
+    return await _run(bootstrap, n, workdir, separate_dispatcher=True)
+
+
+async def _run(
+    bootstrap: str, n: int, workdir: Path, *, separate_dispatcher: bool
+) -> dict[str, Any]:
     env = Env(bootstrap)
     engine = await env.engine()
     naver = NaverPaySandbox(visibility_lag=0.0, rates={}, seed=1)
@@ -164,16 +176,22 @@ async def run(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
     urls = {"naverpay": await naver.start(), "qoo10": await qoo10.start()}
     rows = _make_orders(naver, qoo10, n, 0)
     await insert_orders(engine, rows, invoices=False)
-    worker = Worker(
-        env.worker_env(
-            urls,
-            NAVERPAY_RATE_PER_SECOND="100000",
-            QOO10_RATE_PER_SECOND="100000",
-            POLL_INTERVAL_SECONDS="3600",
-        ),
-        workdir / f"outbound-{n}.log",
+    worker_env = env.worker_env(
+        urls,
+        NAVERPAY_RATE_PER_SECOND="100000",
+        QOO10_RATE_PER_SECOND="100000",
+        POLL_INTERVAL_SECONDS="3600",
+        DISPATCHER_MODE="off" if separate_dispatcher else "inline",
     )
+    worker = Worker(worker_env, workdir / f"outbound-{n}.log")
+    dispatcher = Worker(worker_env, workdir / f"outbound-{n}-dispatcher.log", command="dispatcher")
     await worker.start()
+    if separate_dispatcher:
+        await dispatcher.start()
+
+    def rss() -> float:
+        return round(worker.peak_rss() + dispatcher.peak_rss(), 1)
+
     try:
         # --- burst
         envs = _commands(rows)
@@ -200,7 +218,7 @@ async def run(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
         await consumer
         finished = max(done.values()) if done else time.monotonic()
         elapsed = finished - started
-        rss = worker.peak_rss()
+        peak = rss()
         rate = len(done) / elapsed if elapsed > 0 else 0.0
         burst_ops = await _op_times(engine)
         raw_n, raw_s = await consume(bootstrap, env.prefix + names.OMS_COMMANDS, n, timeout=120)
@@ -212,7 +230,7 @@ async def run(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
         await insert_orders(engine, paced_rows, invoices=False)
         sent, acked = await _paced(bootstrap, env, _commands(paced_rows), pace)
         latency = [acked[k] - sent[k] for k in acked if k in sent]
-        rss = max(rss, worker.peak_rss())
+        peak = max(peak, rss())
 
         twice = sum(
             1 for (op, _), k in naver.ledger.counts.items() if op == "dispatch" and k > 1
@@ -233,7 +251,8 @@ async def run(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
             },
             "raw_consume_per_second": round(raw_rate, 1),
             "pipeline_over_raw": round(rate / raw_rate, 4) if raw_rate else None,
-            "worker_peak_rss_mib": rss,
+            "dispatcher": "separate process" if separate_dispatcher else "inline",
+            "worker_peak_rss_mib": peak,
             "worker_ready_seconds": round(worker.ready_after, 2),
             "dispatched_naver": naver.ledger.count("dispatch"),
             "dispatched_qoo10": qoo10.ledger.count("dispatch"),
@@ -242,6 +261,7 @@ async def run(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
             "units_dispatched_more_than_once": twice,
         }
     finally:
+        dispatcher.stop()
         worker.stop()
         await naver.stop()
         await qoo10.stop()

@@ -4,6 +4,14 @@ Used when ``KAFKA_BOOTSTRAP_SERVERS`` is not set: :class:`EmbeddedBroker` starts
 free loopback port, waits until it answers a Kafka metadata request, and stops it on exit. It
 keeps everything in memory: a restart loses every topic (replay re-drives what matters, see the
 README).
+
+Also here, for any broker:
+
+* :func:`ensure_topics` creates the worker's topics with the configured partition count before
+  the worker subscribes (Tansu auto-creates a topic with 4 partitions on the first metadata
+  request that names it, so ``TOPIC_PARTITIONS`` would otherwise be ignored);
+* :class:`BrokerEpoch` notices that the broker lost its state (a memory-only broker restarted
+  under a running worker), see :class:`BrokerStateLost`.
 """
 
 from __future__ import annotations
@@ -18,7 +26,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterable
 from types import TracebackType
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +180,158 @@ def broker_available() -> bool:
         return bool(shutil.which(broker_binary()) or os.path.exists(broker_binary()))
     except BrokerStartError:
         return False
+
+
+# --- topics ----------------------------------------------------------------------------------
+
+TOPIC_ALREADY_EXISTS = 36  # Kafka error code
+
+
+async def ensure_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int,
+    replicas: int = 1,
+    *,
+    timeout: float = 30.0,
+) -> dict[str, int]:
+    """Create each topic that does not exist yet with ``partitions`` partitions and return every
+    topic's actual partition count.
+
+    Must run before anything asks the broker for these topics' metadata: a broker with
+    automatic topic creation (Tansu always, Kafka's default) creates a topic on the first
+    metadata request naming it, with *its* default partition count. An existing topic is never
+    changed (Kafka cannot shrink a topic; growing one would move keys between partitions and
+    break per-order ordering); a partition count other than ``partitions`` is logged as a
+    warning.
+    """
+    wanted = list(dict.fromkeys(topics))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    async with asyncio.timeout(timeout):
+        await admin.start()
+        try:
+            response = await admin.create_topics(
+                [NewTopic(t, partitions, replicas) for t in wanted],
+                timeout_ms=int(timeout * 1000),
+            )
+            for topic, code, message in _topic_errors(response):
+                if code not in (0, TOPIC_ALREADY_EXISTS):  # e.g. not authorised: infra's job
+                    log.warning("cannot create topic %s: error %s %s", topic, code, message)
+            counts = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(wanted)}
+        finally:
+            await admin.close()
+    for topic in wanted:
+        if counts.get(topic) != partitions:
+            log.warning(
+                "topic %s has %s partition(s), TOPIC_PARTITIONS is %d: it existed before this "
+                "worker started (created by another client or auto-created by the broker); "
+                "it is left as it is",
+                topic,
+                counts.get(topic),
+                partitions,
+            )
+    return counts
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+    out = []
+    for item in getattr(response, "topic_errors", []):
+        topic, code = item[0], item[1]
+        message = item[2] if len(item) > 2 else None
+        out.append((topic, code, message))
+    return out
+
+
+# --- broker state ----------------------------------------------------------------------------
+
+
+class BrokerStateLost(RuntimeError):
+    """The broker no longer holds what it held: its topics, offsets and consumer groups are gone
+    (a memory-only broker restarted). A consumer that lived through this keeps a stale
+    assignment and stale offsets; see :func:`agents.worker.watch_broker`."""
+
+
+class BrokerEpoch:
+    """A marker message proving the broker still holds the data this process has seen.
+
+    :meth:`plant` writes a random token to partition 0 of ``topic`` and remembers its offset;
+    :meth:`check` reads that offset back. A broker that lost its state answers with a log that
+    ends at or before the marker, no topic at all, or another record at the marker's offset (a
+    new broker, written to by someone else since). Other workers plant their own markers in
+    the same topic; each checks only its own.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, *, timeout: float = 10.0) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.timeout = timeout
+        self.token = uuid.uuid4().hex.encode()
+        self.offset: int | None = None
+
+    async def plant(self) -> int:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            request_timeout_ms=int(self.timeout * 1000),
+        )
+        try:
+            async with asyncio.timeout(self.timeout):
+                await producer.start()
+                md = await producer.send_and_wait(self.topic, self.token, partition=0)
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeout):
+                    await producer.stop()
+        self.offset = int(md.offset)
+        return self.offset
+
+    async def check(self) -> str | None:
+        """``None`` when the marker is intact (or was removed by retention and planted again),
+        the reason when the broker lost it. Raises (``KafkaError``, ``OSError``,
+        ``TimeoutError``) when it cannot tell, e.g. while the broker is unreachable."""
+        if self.offset is None:
+            raise RuntimeError("check() before plant()")
+        offset = self.offset
+        tp = TopicPartition(self.topic, 0)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            request_timeout_ms=int(self.timeout * 1000),
+        )
+        try:
+            async with asyncio.timeout(self.timeout):
+                await consumer.start()
+                consumer.assign([tp])
+                try:
+                    end = (await consumer.end_offsets([tp]))[tp]
+                except UnknownTopicOrPartitionError:
+                    return f"topic {self.topic} is gone"
+                if end <= offset:
+                    return (
+                        f"{self.topic} ends at offset {end}, this worker's marker was at "
+                        f"{offset}: the broker lost its data (restarted without storage?)"
+                    )
+                start = (await consumer.beginning_offsets([tp]))[tp]
+                if start > offset:
+                    retention = True
+                else:
+                    retention = False
+                    consumer.seek(tp, offset)
+                    batch = await consumer.getmany(tp, timeout_ms=int(self.timeout * 500))
+                    records = batch.get(tp, [])
+                    if not records:
+                        raise TimeoutError(f"no record at {self.topic}@{offset}")
+                    if records[0].offset != offset or records[0].value != self.token:
+                        return (
+                            f"{self.topic}@{offset} holds another record than this worker's "
+                            "marker: the broker lost its data and was written to since"
+                        )
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeout):
+                    await consumer.stop()
+        if retention:  # the marker aged out of the log: plant a new one
+            await self.plant()
+        return None

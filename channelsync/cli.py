@@ -45,6 +45,18 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dispatcher(args: argparse.Namespace, settings: Settings) -> int:
+    from agents.dispatcher_process import DispatcherConfigError, run
+
+    if not settings.kafka_bootstrap_servers:
+        raise CliError("the dispatcher needs KAFKA_BOOTSTRAP_SERVERS (the workers' broker)")
+    try:
+        run(settings, settings.kafka_bootstrap_servers)
+    except DispatcherConfigError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from store.db import current_revision, make_engine, upgrade
 
@@ -239,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("worker", help="run the Faust worker (embedded broker when no bootstrap set)")
 
+    sub.add_parser(
+        "dispatcher",
+        help="execute the outbound ledger in a process of its own (workers: DISPATCHER_MODE=off)",
+    )
     db = sub.add_parser("db", help="database operations")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     dbsub.add_parser("upgrade", help="apply migrations")
@@ -292,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 HANDLERS = {
     "worker": cmd_worker,
+    "dispatcher": cmd_dispatcher,
     "db": cmd_db_upgrade,
     "schema": cmd_schema,
     "sandbox": cmd_sandbox,

@@ -1,8 +1,9 @@
 """The worker's own HTTP endpoint (faust's web server is off): ``/metrics`` and ``/health``.
 
-``/health`` answers 200 only when the worker has joined its group, the broker answered the last
-produce, the database answers, and each enabled connector's last call did not fail; otherwise
-503 with the reasons.
+``/health`` answers 200 only when the worker has joined its group, the broker still holds its
+state (it did not lose its topics and offsets under the worker: ``broker_state``), the broker
+answered the last produce, the database answers, and each enabled connector's last call did
+not fail; otherwise 503 with the reasons.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from sqlalchemy import text
 async def health_report(runtime: Any) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     checks["joined"] = {"ok": bool(getattr(runtime, "ready", False))}
+    lost = getattr(runtime, "broker_lost", None)
+    checks["broker_state"] = {"ok": lost is None, "error": lost}
     try:
         async with asyncio.timeout(3):
             async with runtime.engine.connect() as conn:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from channelsync.settings import Settings
 from store import ledger, repo
@@ -112,32 +113,46 @@ async def replay_ingest(
     engine: AsyncEngine, connector: Any, since: datetime, until: datetime
 ) -> dict[str, Any]:
     """Re-read ``[since, until)`` from the marketplace and apply what the store lacks.
-    De-duplicated by change key: replaying the same window twice changes nothing."""
+    De-duplicated by change key: replaying the same window twice changes nothing.
+
+    Safe to run next to a worker: when the apply agent commits the same change first (a new
+    order: both paths insert it), this change's transaction fails with ``IntegrityError``; it
+    is retried once in a fresh transaction, where the change's dedupe answers ``duplicate``
+    (counted under ``raced``). A second ``IntegrityError`` is a real conflict and is raised."""
     changes = await connector.changes_since(since, until)
     counts: Counter[str] = Counter(seen=len(changes))
     maker = async_sessionmaker(engine, expire_on_commit=False)
     for change in sorted(changes, key=lambda c: c.changed_at):
-        async with maker() as session:
-            counts["new"] += await record_change(session, change)
-            try:
-                applied = await apply_change(session, change)
-            except (ValueError, LookupError) as exc:
-                await session.rollback()
-                counts["refused"] += 1
-                counts[f"refused:{type(exc).__name__}"] += 1
-                continue
-            if applied.outcome == "applied":
-                row = (
-                    await session.execute(
-                        select(ChannelChangeRow).where(
-                            ChannelChangeRow.dedupe_key == change.change_key
-                        )
-                    )
-                ).scalar_one()
-                row.outcome = "applied"
-            counts[applied.outcome] += 1
-            await session.commit()
+        try:
+            new, outcome = await _replay_one(maker, change)
+        except IntegrityError:
+            counts["raced"] += 1
+            new, outcome = await _replay_one(maker, change)
+        counts["new"] += new
+        if outcome.startswith("refused:"):
+            counts["refused"] += 1
+        counts[outcome] += 1
     return dict(counts)
+
+
+async def _replay_one(maker: async_sessionmaker[AsyncSession], change: Any) -> tuple[bool, str]:
+    """Record and apply one change in its own transaction: (newly recorded, outcome)."""
+    async with maker() as session:
+        new = await record_change(session, change)
+        try:
+            applied = await apply_change(session, change)
+        except (ValueError, LookupError) as exc:
+            await session.rollback()
+            return new, f"refused:{type(exc).__name__}"
+        if applied.outcome == "applied":
+            row = (
+                await session.execute(
+                    select(ChannelChangeRow).where(ChannelChangeRow.dedupe_key == change.change_key)
+                )
+            ).scalar_one()
+            row.outcome = "applied"
+        await session.commit()
+        return new, applied.outcome
 
 
 async def status(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:

@@ -8,6 +8,7 @@ never show up in ``repr()``, logs or exception text.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,18 @@ class Settings(BaseSettings):
         le=30_000,
         description="longest a fetch waits for data (faust hard-codes 1500 ms; the embedded "
         "broker answers only when the wait ends, so this is latency per hop)",
+    )
+
+    dispatcher_mode: Literal["inline", "off"] = Field(
+        default="inline",
+        description="inline: the worker executes the ledger itself; off: it does not, and "
+        "`channelsync dispatcher` processes do (PostgreSQL only)",
+    )
+    dispatcher_poll_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        le=60,
+        description="a separate dispatcher's idle poll of the ledger (no in-process nudge)",
     )
 
     # --- store ---------------------------------------------------------------------------------

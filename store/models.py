@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -174,7 +175,10 @@ class ChannelOp(Base):
     """The outbound ledger: one row per intended external call (S1)."""
 
     __tablename__ = "channel_ops"
-    __table_args__ = (Index("ix_channel_ops_state", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_channel_ops_state", "state", "next_attempt_at"),
+        Index("ix_channel_ops_result_emitted", "result_emitted", "state"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
@@ -192,6 +196,8 @@ class ChannelOp(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     next_attempt_at: Mapped[datetime | None]
+    #: the final result (succeeded / failed) was acknowledged by the broker (results outbox)
+    result_emitted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ChannelChangeRow(Base):

@@ -23,11 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerProcess:
-    """``python -m channelsync.cli worker`` with the given environment; waits for 'ready'."""
+    """``python -m channelsync.cli worker`` (or another ``command``, e.g. ``dispatcher``) with
+    the given environment; waits for 'ready'."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, command: str = "worker") -> None:
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path
+        self.command = command
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_after: float | None = None
 
@@ -35,7 +37,7 @@ class WorkerProcess:
         self._log = open(self.log_path, "ab")
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "channelsync.cli", "worker"],
+            [sys.executable, "-m", "channelsync.cli", self.command],
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
@@ -44,12 +46,14 @@ class WorkerProcess:
         )
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
-            if b"channelsync worker ready" in self.log_path.read_bytes():
+                raise RuntimeError(
+                    f"{self.command} exited {self.proc.returncode}:\n{self.tail()}"
+                )
+            if f"channelsync {self.command} ready".encode() in self.log_path.read_bytes():
                 self.ready_after = time.monotonic() - started
                 return self.ready_after
             time.sleep(0.1)
-        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.tail()}")
+        raise TimeoutError(f"{self.command} not ready after {timeout}s:\n{self.tail()}")
 
     def tail(self, n: int = 4000) -> str:
         return self.log_path.read_bytes()[-n:].decode("utf-8", "replace")

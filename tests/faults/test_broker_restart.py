@@ -12,15 +12,17 @@ restart loses every topic and every committed offset. What is lost, and how it c
   recorded while the broker was down were never published and are published by the next poll;
 * **ledger ops** live in the store: the dispatcher re-drives them by itself.
 
-A worker must not live through the restart (second test, a known failure): it either stays
-stuck — its consumer keeps the old assignment, every offset commit fails with
-UnknownTopicOrPartition, ``/health`` still answers 200 (measured: > 150 s) — or it rejoins and
-commits its pre-restart offsets into the new broker's group, so the first messages of every
-partition on the new broker are skipped (the re-sent commands are never answered). The working
-recovery stops the worker while the broker is down, replays ingestion, then starts a new worker
-after the broker: it re-declares the topics and joins a fresh group from the earliest offsets.
-(Replaying while a worker runs can apply the same new-order change twice at once: the apply
-agent's copy fails on the orders primary key and is dead-lettered — seen once in three runs.)
+A worker that lives through the restart used to stay stuck — its consumer kept the old
+assignment, every offset commit failed with UnknownTopicOrPartition, ``/health`` still answered
+200 (measured: > 150 s) — or rejoin and commit its pre-restart offsets into the new broker's
+group, skipping the first messages of every partition. It now notices that the broker lost its
+marker (``agents.worker.watch_broker``), answers 503 on ``/health`` with the reason and exits
+non-zero; its supervisor (here: the test) starts a fresh worker, which re-creates the topics and
+joins a fresh group (second test). The first test stops the worker while the broker is down,
+replays ingestion, then starts a new worker after the broker. Replaying while a worker runs
+used to dead-letter a new-order change now and then (the apply agent lost the insert race on
+the orders primary key); both paths now retry an IntegrityError once in a fresh transaction
+(tests/agents/test_concurrent_apply.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -148,13 +151,12 @@ async def test_s1_broker_restart_loses_topics_and_recovery_dispatches_exactly_on
     )
     health = await stack.health()
     # recovery 1: the supervisor stops the worker before the broker comes back (a worker that
-    # lives through the restart is stuck or commits stale offsets: see the xfail test below)
+    # lives through the restart exits by itself: see the second test)
     stack.kill_worker()
     await asyncio.to_thread(broker.start)  # a new, empty broker on the same port
     restarted_after = time.monotonic() - stopped_at
     # recovery 2: replay ingestion over the window (applies what was published, not applied),
-    # before the worker is back: run concurrently with the apply agent, the same ORDER_PAID can
-    # be applied twice at once and the loser is dead-lettered (unique violation on orders)
+    # before the worker is back
     values: dict[str, Any] = {k.lower(): v for k, v in stack.env.items()}
     settings = Settings(**values)
     assert stack.engine is not None
@@ -212,29 +214,52 @@ async def test_s1_broker_restart_loses_topics_and_recovery_dispatches_exactly_on
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a worker that lives through a memory-only broker restart never consumes again (stuck "
-        "assignment, /health 200) or rejoins and commits its pre-restart offsets into the new "
-        "broker, skipping the first messages of each partition: re-sent commands go unanswered. "
-        "Needs the worker to exit (or reset its offsets) when the broker lost its topics."
-    ),
-)
-async def test_s1_worker_living_through_a_broker_restart_answers_resent_commands(
+async def _health(stack: FaultStack) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        resp = await client.get(f"http://127.0.0.1:{stack.env['METRICS_PORT']}/health")
+        return resp.status_code, resp.json()
+
+
+async def test_s1_worker_living_through_a_broker_restart_exits_and_its_successor_answers(
     stack: FaultStack, broker: EmbeddedBroker, report: Callable[..., Any]
 ) -> None:
-    """S1/S4: the broker restarts under a running worker; the OMS re-sends every command (the
-    README's recovery); each must be answered (duplicate or executed once) by that worker."""
+    """S1/S4: the broker restarts (empty) under a running worker. The worker notices, answers
+    503 on /health with the reason, and exits non-zero; the supervisor starts a new worker and
+    the OMS re-sends every command (the README's recovery): each is answered (duplicate or
+    executed once) and every unit is dispatched exactly once."""
     orders = await stack.seed_orders(200)
     commands = [stack.command_for(o) for o in orders]
     await stack.send_commands(commands[:100])
     await stack.wait_shipped(100, timeout=60)
+    assert await stack.health() == 200
+    old = stack.worker
+    assert old.proc is not None
     await asyncio.to_thread(broker.stop)
+    stopped = time.monotonic()
     await asyncio.sleep(3.0)
     await asyncio.to_thread(broker.start)
-    await asyncio.sleep(6.0)
-    health = await stack.health()
+    restarted = time.monotonic()
+
+    unhealthy: dict[str, Any] = {}
+
+    async def reports_lost_broker() -> bool:
+        try:
+            status, body = await _health(stack)
+        except httpx.HTTPError:
+            return False
+        if status == 503 and not body["checks"]["broker_state"]["ok"]:
+            unhealthy.update(body)
+            return True
+        return False
+
+    assert await stack.poll(reports_lost_broker, timeout=30, interval=0.2), stack.worker.tail()
+    detected = time.monotonic() - restarted
+    code = await asyncio.to_thread(old.proc.wait, 60)
+    exited = time.monotonic() - restarted
+    assert code != 0, old.tail()
+    old.stop()  # closes its log
+    ready = await asyncio.to_thread(stack.start_worker)  # the supervisor restarts it
+
     await stack.send_commands(commands)
     ids = [str(c.event_id) for c in commands]
     answered: Any = {}
@@ -245,8 +270,18 @@ async def test_s1_worker_living_through_a_broker_restart_answers_resent_commands
         return answered["no_result"] == 0
 
     try:
-        await stack.wait_shipped(len(orders), timeout=20)
-        await stack.wait_until(all_answered, "an answer to every re-sent command", 15)
+        await stack.wait_shipped(len(orders), timeout=120)
+        await stack.wait_until(all_answered, "an answer to every re-sent command", 60)
     finally:
-        report(health_after_restart=health, answered=dict(answered))
+        report(
+            broker_down_seconds=round(restarted - stopped, 1),
+            lost_broker_reported_after_seconds=round(detected, 1),
+            worker_exit_code=code,
+            worker_exited_after_seconds=round(exited, 1),
+            health_reason=unhealthy.get("checks", {}).get("broker_state"),
+            new_worker_ready_seconds=round(ready, 1),
+            answered=dict(answered),
+        )
+    assert answered["succeeded"] + answered["duplicate_only"] == len(commands), answered
     await stack.check_exactly_once(orders)
+    assert await stack.health() == 200
