@@ -23,20 +23,23 @@ from channelsync.broker import EmbeddedBroker
 
 SIZES = {
     "outbound": (1000, 4000, 20000),
+    "outbound_split": (1000, 4000, 20000),
     "ratelimit": (150, 300, 600),
     "collection": (100, 200, 400),
     "catchup": (2000, 5000, 20000),
 }
 RUNNERS = {
     "outbound": outbound.run,
+    "outbound_split": outbound.run_split,
     "ratelimit": ingest.rate_limit,
     "collection": ingest.collection,
     "catchup": ingest.catch_up,
 }
-HEADLINE = {
+HEADLINE: dict[str, Any] = {
     "outbound": lambda r: (
-        f"{r['events_per_second']} ev/s, intent→ack p50 {r['intent_to_ack_seconds']['p50']}s p99 {r['intent_to_ack_seconds']['p99']}s, pipeline/raw {r['pipeline_over_raw']}, RSS {r['worker_peak_rss_mib']} MiB, dup {r['units_dispatched_more_than_once']}"
+        f"{r['events_per_second']} ev/s, burst intent→ack p50 {r['intent_to_ack_seconds']['p50']}s p99 {r['intent_to_ack_seconds']['p99']}s; paced {r.get('paced', {}).get('rate_per_second')}/s command→ack p50 {r.get('paced', {}).get('command_to_ack_seconds', {}).get('p50')}s p99 {r.get('paced', {}).get('command_to_ack_seconds', {}).get('p99')}s; pipeline/raw {r['pipeline_over_raw']}, RSS {r['worker_peak_rss_mib']} MiB, dup {r['units_dispatched_more_than_once']}"
     ),
+    "outbound_split": lambda r: HEADLINE["outbound"](r) + " (worker + dispatcher process)",
     "ratelimit": lambda r: (
         f"{r['dispatches_per_second']}/s of ideal {r['ideal_per_second']}/s = {r['ratio_to_ideal']}, 429s {r['http_429_answers']}"
     ),
@@ -44,7 +47,7 @@ HEADLINE = {
         f"change→stored p50 {r['change_to_stored_seconds']['p50']}s p99 {r['change_to_stored_seconds']['p99']}s (poll {r['poll_interval_seconds']}s, target ≤ {r['target_p99_seconds']}s)"
     ),
     "catchup": lambda r: (
-        f"{r['seconds_to_caught_up']}s ({r['changes_per_second']}/s); quota-bound ideal {r['quota_bound_ideal_seconds_at_2_per_s']}s"
+        f"n={r['n']} quotas on: {r['seconds_to_caught_up']}s ({r['changes_per_second']}/s); quota-bound ideal {r['quota_bound_ideal_seconds_at_2_per_s']}s, ratio {r.get('ratio_to_ideal')} (API reads {r.get('seconds_reading_api')}s), calls {r.get('api_calls_needed')}, 429s {r.get('http_429_answers')}; unlimited {r.get('unlimited', {}).get('seconds_to_caught_up')}s ({r.get('unlimited', {}).get('changes_per_second')}/s)"
     ),
 }
 

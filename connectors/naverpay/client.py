@@ -2,7 +2,11 @@
 
 * ingestion: :meth:`NaverPayClient.changes_since` reads the change feed in ≤ 24 h windows,
   follows ``more`` paging, then reads every product order's detail (≤ 300 per query) and returns
-  the facts it proves (:mod:`connectors.naverpay.changes`, R17);
+  the facts it proves (:mod:`connectors.naverpay.changes`, R17). An order paid in the window is
+  completed with all its product orders from the condition query by pay date (300 per page, read
+  concurrently with the feed, its contents replace the detail query), so a backlog of n new
+  orders costs about n/300 calls per endpoint; ``product-order-ids`` is asked only for an order
+  the condition query did not return whole (paid before the window, not yet searchable);
 * writes: confirm and dispatch (≤ 30 per call), delay (R13), seller cancel (R16: dispatched units
   become returns), approve cancel, returns and holds (R14, :mod:`connectors.naverpay.claims`),
   exchanges; ``reject_cancel`` is unsupported by Naver (R29: dispatching refuses a cancel);
@@ -15,6 +19,7 @@ Retry, rate-limit, token and result semantics are those of :mod:`connectors.nave
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -27,12 +32,19 @@ import httpx
 
 from connectors.base import DEFAULT_RETRY_POLICY, RetryPolicy
 from connectors.contract import ClaimState, DispatchItem, ItemResult, UnsupportedOperationError
-from connectors.errors import PermanentError, ValidationError
+from connectors.errors import AuthenticationError, PermanentError, ValidationError
 from connectors.naverpay import endpoints as ep
 from connectors.naverpay.changes import FeedEntry, build_changes, latest_per_product_order
 from connectors.naverpay.claims import NaverClaimOps
-from connectors.naverpay.dates import KST, format_dt
-from connectors.naverpay.feed import DEFAULT_WINDOW, first_page_params, next_page_params, windows
+from connectors.naverpay.dates import KST, format_dt, parse_opt
+from connectors.naverpay.feed import (
+    DEFAULT_WINDOW,
+    Window,
+    condition_params,
+    first_page_params,
+    next_page_params,
+    windows,
+)
 from connectors.naverpay.mapping import (
     CancelUnit,
     claim_state,
@@ -77,6 +89,7 @@ class NaverPayClient(NaverClaimOps):
         feed_page_size: int = ep.FEED_PAGE_MAX,
         max_feed_pages: int = 10_000,
         detail_batch: int = ep.QUERY_BATCH_MAX,
+        condition_page_size: int = ep.CONDITION_PAGE_MAX,
         complete_orders: bool = True,
         prevalidate_invoices: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -86,6 +99,10 @@ class NaverPayClient(NaverClaimOps):
             raise ValueError(f"feed_page_size is 1..{ep.FEED_PAGE_MAX}")
         if not 1 <= detail_batch <= ep.QUERY_BATCH_MAX:
             raise ValueError(f"detail_batch is 1..{ep.QUERY_BATCH_MAX}")
+        if not 1 <= condition_page_size <= ep.CONDITION_PAGE_MAX:
+            raise ValueError(f"condition_page_size is 1..{ep.CONDITION_PAGE_MAX}")
+        if feed_window > timedelta(hours=ep.FEED_WINDOW_MAX_HOURS):
+            raise ValueError(f"feed_window is at most {ep.FEED_WINDOW_MAX_HOURS} h")
         super().__init__(
             base_url,
             client_id,
@@ -105,6 +122,7 @@ class NaverPayClient(NaverClaimOps):
         self.feed_page_size = feed_page_size
         self.max_feed_pages = max_feed_pages
         self.detail_batch = detail_batch
+        self.condition_page_size = condition_page_size
         self.complete_orders = complete_orders
         self.prevalidate_invoices = prevalidate_invoices
         self._order_units: OrderedDict[str, tuple[str, ...]] = OrderedDict()
@@ -127,15 +145,23 @@ class NaverPayClient(NaverClaimOps):
         )
 
     # --- reads -----------------------------------------------------------------------------------
-    async def feed_entries(self, since: datetime, until: datetime) -> list[FeedEntry]:
+    async def feed_entries(
+        self,
+        since: datetime,
+        until: datetime,
+        on_window: Callable[[Window], None] | None = None,
+    ) -> list[FeedEntry]:
         """Every feed entry with ``since <= lastChangedDate < until``, all windows and pages
-        (entries of product orders whose record moved between pages may repeat)."""
+        (entries of product orders whose record moved between pages may repeat).
+        ``on_window(window)`` is called as soon as a window's first page shows entries."""
         out: list[FeedEntry] = []
         for window in windows(since, until, self.feed_window):
             params = first_page_params(window, self.feed_page_size)
-            for _page in range(self.max_feed_pages):
+            for page in range(self.max_feed_pages):
                 data = (await self._request("last_changed", params=params)).get("data") or {}
                 items = data.get("lastChangeStatuses") or []
+                if page == 0 and items and on_window is not None:
+                    on_window(window)
                 for item in items:
                     try:
                         entry = FeedEntry.from_json(item)
@@ -154,6 +180,46 @@ class NaverPayClient(NaverClaimOps):
             else:
                 log.error("naverpay feed: %d pages in one window, stopping", self.max_feed_pages)
         return out
+
+    async def paid_in_window(self, window: Window) -> tuple[dict[str, Json], set[str]]:
+        """The condition query by pay date over one inclusive ``window`` (≤ 24 h), every page:
+        ``(details by productOrderId, orders returned whole)``. An order counts as whole when
+        its pay date is inside the window and every page was read (one payment pays all of an
+        order's product orders, so they match the range together). A refused query (4xx other
+        than auth) is logged and answers nothing: the caller falls back to product-order-ids."""
+        details: dict[str, Json] = {}
+        try:
+            for page in range(1, self.max_feed_pages + 1):
+                params = condition_params(window, page, self.condition_page_size)
+                data = (await self._request("condition", params=params)).get("data") or {}
+                contents = data.get("contents") or []
+                for item in contents:
+                    content = item.get("content") or {}
+                    po_id = item.get("productOrderId") or (content.get("productOrder") or {}).get(
+                        "productOrderId"
+                    )
+                    if po_id and content:
+                        details[str(po_id)] = content
+                if not (data.get("pagination") or {}).get("hasNext"):
+                    break
+                if not contents:
+                    log.warning("naverpay condition query: hasNext with an empty page; stopping")
+                    return details, set()
+            else:
+                log.error("naverpay condition query: %d pages, stopping", self.max_feed_pages)
+                return details, set()
+        except AuthenticationError:
+            raise
+        except PermanentError as exc:
+            log.warning("naverpay condition query refused, completing orders one by one: %s", exc)
+            return {}, set()
+        whole: set[str] = set()
+        for detail in details.values():
+            order = detail.get("order") or {}
+            paid_at = parse_opt(order.get("paymentDate"))
+            if order.get("orderId") and paid_at and window.start <= paid_at <= window.end:
+                whole.add(str(order["orderId"]))
+        return details, whole
 
     async def product_orders(self, unit_ids: Sequence[str]) -> dict[str, Json]:
         """Details by productOrderId, in batches of ``detail_batch``; ids Naver does not return
@@ -178,36 +244,93 @@ class NaverPayClient(NaverClaimOps):
             return cached
         data = await self._request("product_order_ids", ids={"order_id": order_id})
         units = tuple(str(u) for u in data.get("data") or [])
+        self._remember_units(order_id, units)
+        return units
+
+    def _remember_units(self, order_id: str, units: tuple[str, ...]) -> None:
         self._order_units[order_id] = units
+        self._order_units.move_to_end(order_id)
         while len(self._order_units) > _MAX_CACHED_ORDERS:
             self._order_units.popitem(last=False)
-        return units
 
     async def changes_since(self, since: datetime, until: datetime) -> list[ChannelChange]:
         """Facts behind every feed entry changed in ``[since, until)`` (R17), built from the
         product-order detail, never from the feed's possibly stale status. Facts carry their own
         times and stable ``change_key`` s; callers de-duplicate by key. With
         ``complete_orders`` an ORDER_PAID lists every product order of its order."""
-        latest = latest_per_product_order(await self.feed_entries(since, until))
-        details = await self.product_orders(list(latest))
-        if self.complete_orders:
-            missing: list[str] = []
-            for order_id in sorted({e.order_id for e in latest.values()}):
-                if not any(
-                    (d.get("order") or {}).get("orderId") == order_id
-                    and (d.get("order") or {}).get("paymentDate")
-                    for d in details.values()
-                ):
-                    continue
-                try:
-                    units = await self.product_order_ids(order_id)
-                except PermanentError as exc:  # keep ingesting; the ORDER_PAID stays partial
-                    log.warning("naverpay order %s: siblings not listed: %s", order_id, exc)
-                    continue
-                missing.extend(u for u in units if u not in details)
-            if missing:
-                details.update(await self.product_orders(missing))
+        if not self.complete_orders:
+            latest = latest_per_product_order(await self.feed_entries(since, until))
+            details = await self.product_orders(list(latest))
+            return build_changes(latest.values(), details, account=self.account, now=self._now())
+        reads: list[asyncio.Task[tuple[dict[str, Json], set[str]]]] = []
+
+        def read_paid(window: Window) -> None:  # runs beside the rest of the feed
+            reads.append(asyncio.create_task(self.paid_in_window(window)))
+
+        try:
+            entries = await self.feed_entries(since, until, on_window=read_paid)
+            results = [await task for task in reads]
+        finally:
+            for task in reads:
+                task.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+        paid: dict[str, Json] = {}
+        whole: set[str] = set()
+        for found, orders in results:
+            paid.update(found)
+            whole |= orders
+        latest = latest_per_product_order(entries)
+        queried = await self.product_orders([u for u in latest if u not in paid])
+        details = {u: paid.get(u) or queried[u] for u in latest if u in paid or u in queried}
+        await self._complete(latest, details, paid, whole)
         return build_changes(latest.values(), details, account=self.account, now=self._now())
+
+    async def _complete(
+        self,
+        latest: Mapping[str, FeedEntry],
+        details: dict[str, Json],
+        paid: Mapping[str, Json],
+        whole: set[str],
+    ) -> None:
+        """Add every sibling of each paid order in ``latest`` to ``details``: from the condition
+        query when it returned the order whole, else from product-order-ids (cached)."""
+        paid_orders = {
+            str(order["orderId"])
+            for d in details.values()
+            if (order := d.get("order") or {}).get("orderId") and order.get("paymentDate")
+        }
+        by_order: dict[str, list[str]] = {}
+        for po_id, detail in paid.items():
+            order_id = (detail.get("order") or {}).get("orderId")
+            if order_id:
+                by_order.setdefault(str(order_id), []).append(po_id)
+        fed: dict[str, set[str]] = {}
+        for entry in latest.values():
+            fed.setdefault(entry.order_id, set()).add(entry.product_order_id)
+        missing: list[str] = []
+        for order_id in sorted(fed):
+            if order_id not in paid_orders:
+                continue
+            found = by_order.get(order_id, [])
+            if order_id in whole and fed[order_id] <= set(found):
+                self._remember_units(order_id, tuple(sorted(found)))
+                for po_id in found:
+                    details.setdefault(po_id, paid[po_id])
+                continue
+            try:
+                units = await self.product_order_ids(order_id)
+            except PermanentError as exc:  # keep ingesting; the ORDER_PAID stays partial
+                log.warning("naverpay order %s: siblings not listed: %s", order_id, exc)
+                continue
+            for unit in units:
+                if unit in details:
+                    continue
+                if unit in paid:
+                    details[unit] = paid[unit]
+                else:
+                    missing.append(unit)
+        if missing:
+            details.update(await self.product_orders(missing))
 
     async def claim_states(self, unit_ids: Sequence[str]) -> dict[str, ClaimState]:
         """R29: the current claim view of each product order (absent: Naver did not return it)."""

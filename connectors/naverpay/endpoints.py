@@ -17,6 +17,7 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "last_changed": ("GET", f"{PO}/last-changed-statuses"),
     "query": ("POST", f"{PO}/query"),
     "product_order_ids": ("GET", f"{SELLER}/orders/{{order_id}}/product-order-ids"),
+    "condition": ("GET", PO),  # condition query (spec §4.5)
     "confirm": ("POST", f"{PO}/confirm"),
     "dispatch": ("POST", f"{PO}/dispatch"),
     "delay": ("POST", f"{PO}/{{id}}/delay"),
@@ -46,6 +47,8 @@ FEED_PAGE_MAX = 300  # limitCount above this is treated as 300
 QUERY_BATCH_MAX = 300  # productOrderIds per detail query
 WRITE_BATCH_MAX = 30  # confirm / dispatch ids per call
 FEED_WINDOW_MAX_HOURS = 24  # lastChangedTo - lastChangedFrom; longer spans are refused (400)
+CONDITION_PAGE_MAX = 300  # pageSize of the condition query (1..300)
+CONDITION_WINDOW_MAX_HOURS = 24  # to - from of the condition query
 DOCUMENTED_RATE = 2.0  # observed replenish rate per API for "my store" apps (M)
 DOCUMENTED_BURST = 2.0  # burst capacity = 2 x rate
 
@@ -66,6 +69,60 @@ LAST_CHANGED_TYPES = frozenset(
         "HOPE_DELIVERY_INFO_CHANGED",
         "CLAIM_REDELIVERING",
         "CLAIM_HOLDBACK_RELEASED",  # legacy
+    }
+)
+
+#: ``rangeType`` of the condition query (spec §4.5); the default is PAYED_DATETIME.
+RANGE_TYPES = frozenset(
+    {
+        "PAYED_DATETIME",
+        "ORDERED_DATETIME",
+        "DISPATCHED_DATETIME",
+        "PURCHASE_DECIDED_DATETIME",
+        "CLAIM_REQUESTED_DATETIME",
+        "CLAIM_COMPLETED_DATETIME",
+        "COLLECT_COMPLETED_DATETIME",
+        "GIFT_RECEIVED_DATETIME",
+        "HOPE_DELIVERY_INFO_CHANGED_DATETIME",
+    }
+)
+
+#: Status enums (spec §4.3), used to validate condition-query filters.
+PRODUCT_ORDER_STATUSES = frozenset(
+    {
+        "PAYMENT_WAITING",
+        "PAYED",
+        "DELIVERING",
+        "DELIVERED",
+        "PURCHASE_DECIDED",
+        "EXCHANGED",
+        "CANCELED",
+        "RETURNED",
+        "CANCELED_BY_NOPAYMENT",
+    }
+)
+PLACE_ORDER_STATUSES = frozenset({"NOT_YET", "OK", "CANCEL"})
+CLAIM_STATUSES = frozenset(
+    {
+        "CANCEL_REQUEST",
+        "CANCELING",
+        "CANCEL_DONE",
+        "CANCEL_REJECT",
+        "RETURN_REQUEST",
+        "EXCHANGE_REQUEST",
+        "COLLECTING",
+        "COLLECT_DONE",
+        "EXCHANGE_REDELIVERING",
+        "RETURN_DONE",
+        "EXCHANGE_DONE",
+        "RETURN_REJECT",
+        "EXCHANGE_REJECT",
+        "PURCHASE_DECISION_HOLDBACK",
+        "PURCHASE_DECISION_REQUEST",
+        "PURCHASE_DECISION_HOLDBACK_RELEASE",
+        "ADMIN_CANCELING",
+        "ADMIN_CANCEL_DONE",
+        "ADMIN_CANCEL_REJECT",
     }
 )
 

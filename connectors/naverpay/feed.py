@@ -2,7 +2,8 @@
 
 ``last-changed-statuses`` takes an inclusive ``[lastChangedFrom, lastChangedTo]`` of at most
 24 h (spec §3.1; clients use 23 h 59 m to stay clear of the boundary) and pages with
-``more.moreFrom`` / ``more.moreSequence`` while keeping ``lastChangedTo`` fixed (§3.4).
+``more.moreFrom`` / ``more.moreSequence`` while keeping ``lastChangedTo`` fixed (§3.4). The
+condition query (§4.5) takes the same windows as ``from`` / ``to`` and pages by number.
 """
 
 from __future__ import annotations
@@ -56,3 +57,17 @@ def next_page_params(params: Mapping[str, str], more: Mapping[str, Any]) -> dict
     nxt["lastChangedFrom"] = str(more["moreFrom"])
     nxt["moreSequence"] = str(more["moreSequence"])
     return nxt
+
+
+def condition_params(
+    window: Window, page: int, page_size: int, range_type: str = "PAYED_DATETIME"
+) -> dict[str, str]:
+    """One page (1-based) of the condition query ``GET …/product-orders`` (spec §4.5) over the
+    inclusive ``window`` (≤ 24 h)."""
+    return {
+        "from": format_dt(window.start),
+        "to": format_dt(window.end),
+        "rangeType": range_type,
+        "pageSize": str(page_size),
+        "page": str(page),
+    }

@@ -5,11 +5,14 @@ timestamp window on ``POST /v1/oauth2/token`` (form body only; query-string or J
 set the app-wide ``GW.QUOTA_LIMIT`` penalty), the 30-minute token reuse rule, 401 ``GW.AUTHN`` on
 expired or revoked tokens, per-endpoint token buckets answering 429 ``GW.RATE_LIMIT`` (2 req/s,
 burst 4 by default), the lagging, latest-record-only change feed with ``more`` paging and the
-24 h window limit (400 ``104139``), per-item failures in ``failProductOrderInfos`` and a ledger of
-every side effect (see :mod:`connectors.naverpay.simulator` for the state model).
+24 h window limit (400 ``104139``), the condition query (``page``/``hasNext`` paging, ≤ 300 per
+page, ≤ 24 h, rate-limited like every endpoint; an order is found ``condition_lag`` seconds after
+its payment, all its product orders at once), per-item failures in ``failProductOrderInfos`` and
+a ledger of every side effect (see :mod:`connectors.naverpay.simulator` for the state model).
 
 Python-level injections (each also under ``/_control/``, JSON body, answers JSON; every body may
-carry ``"at"`` (ISO date-time of the change) and ``"lag"`` (visibility lag in seconds)):
+carry ``"at"`` (ISO date-time of the change) and ``"lag"`` (visibility lag in seconds); a line of
+``new_paid_order`` may carry its own ``"lag"``):
 
 =============================================  ===============================================
 method                                         control endpoint and body
@@ -94,6 +97,7 @@ class NaverPaySandbox(Sandbox):
         clock: Callable[[], float] | None = None,
         require_confirm: bool = False,
         penalty_seconds: float = 3600.0,
+        condition_lag: float = 0.0,
     ) -> None:
         if rates is None:
             rate_map = {name: ep.DOCUMENTED_RATE for name in ep.API_ENDPOINTS}
@@ -109,6 +113,7 @@ class NaverPaySandbox(Sandbox):
         self.clock: Callable[[], float] = clock or time.time
         self.visibility_lag = visibility_lag
         self.require_confirm = require_confirm
+        self.condition_lag = condition_lag
         self.penalty_seconds = penalty_seconds
         self.penalty_until = 0.0
         self.deny_api_group = False  # True: every bearer token answers 401 (missing API group)
@@ -125,6 +130,7 @@ class NaverPaySandbox(Sandbox):
             lag=self._draw_lag,
             ledger=self.ledger,
             require_confirm=self.require_confirm,
+            condition_lag=self.condition_lag,
         )
         self.desk = SellerDesk(self.world)
 

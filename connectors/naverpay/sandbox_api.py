@@ -1,9 +1,18 @@
 """The sandbox's API endpoints: request validation and Naver's answer shapes (spec §3–§5).
 
 Malformed requests answer HTTP 400 ``{"code": "4000", …}`` (``000400`` for an empty
-``deliveryCompanyCode``, ``104139`` for a feed window over 24 h); state refusals of a write are
-per item, HTTP 200 with ``failProductOrderInfos`` (§5.2). Unknown ids in a detail query are
-left out of the answer (UNCONFIRMED on Naver; the connector accounts for every id).
+``deliveryCompanyCode``, ``104139`` for a feed or condition-query range over 24 h, ``104133``
+for a range ending before it starts); state refusals of a write are per item, HTTP 200 with
+``failProductOrderInfos`` (§5.2). Unknown ids in a detail query are left out of the answer
+(UNCONFIRMED on Naver; the connector accounts for every id).
+
+The condition query ``GET …/product-orders`` (§4.5) takes ``from`` (required), ``to`` (default
+from + 24 h; both inclusive), ``rangeType`` (default ``PAYED_DATETIME``), ``productOrderStatuses``
+and ``claimStatuses`` (repeated keys or comma lists), ``placeOrderStatusType``, ``pageSize``
+(1..300, default 300; outside → 400: UNCONFIRMED whether Naver refuses or clamps), ``page``
+(≥ 1, default 1); ``fulfillment`` and ``quantityClaimCompatibility`` are accepted and ignored.
+It answers ``data.contents[] = {productOrderId, content}`` (``content`` as in ``…/query``) and
+``data.pagination = {page, size, hasNext}``.
 """
 
 from __future__ import annotations
@@ -78,6 +87,12 @@ def _all(*checks: Check) -> Check:
     return check
 
 
+def _many(query: Any, name: str) -> frozenset[str]:
+    """An array parameter: repeated keys (``a=X&a=Y``), ``a[]=X`` or a comma list."""
+    values = [*query.getall(name, []), *query.getall(f"{name}[]", [])]
+    return frozenset(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
 def _none(body: Body) -> str | None:
     return None
 
@@ -103,6 +118,7 @@ class SandboxApi:
             "last_changed": self.last_changed,
             "query": self.query,
             "product_order_ids": self.product_order_ids,
+            "condition": self.condition,
             "confirm": self.confirm,
             "dispatch": self.dispatch,
         }
@@ -162,6 +178,58 @@ class SandboxApi:
         data: Body = {"lastChangeStatuses": [r.as_json() for r in page], "count": len(page)}
         if more is not None:
             data["more"] = {"moreFrom": ms_text(more[0]), "moreSequence": more[1]}
+        return self.sb.ok(request, data)
+
+    async def condition(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        try:
+            start = parse_dt(q["from"])
+            end = parse_dt(q["to"]) if "to" in q else start + MAX_WINDOW
+        except KeyError:
+            return self._bad(request, "from is required")
+        except ValueError:
+            return self._bad(request, "date-time must be yyyy-MM-ddTHH:mm:ss.SSS+09:00")
+        if end < start:
+            return self._bad(request, "to before from", "104133")
+        if end - start > MAX_WINDOW:
+            return self._bad(request, "queryable date range exceeded", ep.CODE_RANGE_EXCEEDED)
+        range_type = q.get("rangeType", "PAYED_DATETIME")
+        if range_type not in ep.RANGE_TYPES:
+            return self._bad(request, f"rangeType must be one of {sorted(ep.RANGE_TYPES)}")
+        try:
+            size = int(q.get("pageSize", ep.CONDITION_PAGE_MAX))
+            page = int(q.get("page", 1))
+        except ValueError:
+            return self._bad(request, "pageSize and page must be numbers")
+        if not 1 <= size <= ep.CONDITION_PAGE_MAX:
+            return self._bad(request, f"pageSize must be 1..{ep.CONDITION_PAGE_MAX}")
+        if page < 1:
+            return self._bad(request, "page must be >= 1")
+        statuses = _many(q, "productOrderStatuses")
+        claim_statuses = _many(q, "claimStatuses")
+        place = q.get("placeOrderStatusType") or None
+        if not statuses <= ep.PRODUCT_ORDER_STATUSES:
+            return self._bad(request, "unknown productOrderStatuses value")
+        if not claim_statuses <= ep.CLAIM_STATUSES:
+            return self._bad(request, "unknown claimStatuses value")
+        if place is not None and place not in ep.PLACE_ORDER_STATUSES:
+            return self._bad(request, "unknown placeOrderStatusType value")
+        world = self.sb.world
+        ids, has_next = world.condition_page(
+            range_type,
+            to_ms(start),
+            to_ms(end),
+            statuses=statuses,
+            claim_statuses=claim_statuses,
+            place_status=place,
+            page=page,
+            size=size,
+        )
+        contents = [{"productOrderId": i, "content": world.detail(i)} for i in ids]
+        data = {
+            "contents": contents,
+            "pagination": {"page": page, "size": size, "hasNext": has_next},
+        }
         return self.sb.ok(request, data)
 
     async def query(self, request: web.Request) -> web.StreamResponse:

@@ -118,6 +118,7 @@ class SimOrder:
     mileage: int
     product_order_ids: list[str]
     total: int = 0  # sum of the product orders' payment amounts
+    indexed_at: int = 0  # from then on the condition query finds the order (all lines at once)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ Modelled on spec §8. Promises:
   non-feed event happens (delivery, seller confirm, holds).
 * **paging** — ascending by (``lastChangedDate``, ``productOrderId``), resumed from
   ``moreFrom``/``moreSequence`` without duplicates (§3.4).
+* **condition query** (§4.5) — product orders whose ``rangeType`` time lies in an inclusive
+  range, ascending by (that time, ``productOrderId``), in numbered pages. It reads the order
+  store, not the feed: an order is found ``condition_lag`` seconds after its payment (default 0),
+  with **all** its product orders at once (assumption: one payment is one transaction).
 * **writes** (:class:`~connectors.naverpay.simulator_seller.SellerDesk`) — a refused item raises :class:`Refusal` with Naver's per-item code; the HTTP layer
   turns it into ``failProductOrderInfos``. Every side effect is recorded in the ledger, including
   ``cancel_refused_by_dispatch`` when a dispatch refuses an open buyer cancel request (R29).
@@ -24,7 +28,9 @@ and while held (the fee is deducted from the refund, R14); a withdrawn buyer can
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+import math
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -55,15 +61,21 @@ class NaverWorld:
         lag: Callable[[], float],
         ledger: Ledger,
         require_confirm: bool = False,
+        condition_lag: float = 0.0,
     ) -> None:
         self.clock = clock
         self.lag = lag
         self.ledger = ledger
         self.require_confirm = require_confirm
+        self.condition_lag = condition_lag
         self.orders: dict[str, SimOrder] = {}
         self.pos: dict[str, SimProductOrder] = {}
         self.records: dict[str, list[FeedRecord]] = {}
         self._seq = 0
+        # caches (derived data only): the visible feed and the pay-date index
+        self._feed_version = 0
+        self._feed_cache: tuple[int, int, int, list[tuple[int, str, FeedRecord]]] | None = None
+        self._paid_index: list[tuple[int, str, int]] | None = None
 
     # --- time, ids, feed ---------------------------------------------------------------------
     def now(self) -> int:
@@ -98,6 +110,7 @@ class NaverWorld:
         kept = [r for r in self.records.get(po_id, []) if r.visible_at > self.now()]
         visible = self.visible_record(po_id)
         self.records[po_id] = ([visible] if visible else []) + kept + [record]
+        self._feed_version += 1
 
     def touch(
         self, po_id: str, change_type: str, *, at: datetime | None = None, lag: float | None = None
@@ -115,6 +128,27 @@ class NaverWorld:
         ]
         return max(visible)[2] if visible else None  # same millisecond: the later write wins
 
+    def _visible_rows(self) -> list[tuple[int, str, FeedRecord]]:
+        """Every visible record as (changed_at, productOrderId, record), sorted; cached until
+        the next write or the next record becoming visible."""
+        now = self.now()
+        cache = self._feed_cache
+        if cache is not None and cache[0] == self._feed_version and cache[1] <= now < cache[2]:
+            return cache[3]
+        rows: list[tuple[int, str, FeedRecord]] = []
+        pending = math.inf
+        for po_id, records in self.records.items():
+            for r in records:
+                if r.visible_at > now:
+                    pending = min(pending, r.visible_at)
+            record = self.visible_record(po_id)
+            if record is not None:
+                rows.append((record.changed_at, po_id, record))
+        rows.sort(key=lambda row: (row[0], row[1]))
+        until = int(pending) if pending != math.inf else 2**62
+        self._feed_cache = (self._feed_version, now, until, rows)
+        return rows
+
     def feed_page(
         self,
         start: int,
@@ -126,23 +160,109 @@ class NaverWorld:
         limit: int,
     ) -> tuple[list[FeedRecord], tuple[int, str] | None]:
         """One page of the feed and the (moreFrom, moreSequence) of the first item left out."""
-        rows = []
-        for po_id in self.records:
-            record = self.visible_record(po_id)
-            if record is None or not start <= record.changed_at <= end:
-                continue
+        rows = self._visible_rows()
+        first: tuple[int, str] = (start, "")
+        if more_from is not None:
+            first = max(first, (more_from, more_sequence or ""))
+        i = bisect.bisect_left(rows, first, key=lambda row: (row[0], row[1]))
+        page: list[FeedRecord] = []
+        while i < len(rows) and rows[i][0] <= end:
+            record = rows[i][2]
+            i += 1
             if change_type and record.type != change_type:
                 continue
-            if more_from is not None and (record.changed_at, po_id) < (
-                more_from,
-                more_sequence or "",
-            ):
-                continue
-            rows.append(record)
-        rows.sort(key=lambda r: (r.changed_at, r.product_order_id))
-        page, rest = rows[:limit], rows[limit:]
-        more = (rest[0].changed_at, rest[0].product_order_id) if rest else None
-        return page, more
+            if len(page) == limit:
+                return page, (record.changed_at, record.product_order_id)
+            page.append(record)
+        return page, None
+
+    # --- condition query (spec §4.5) -------------------------------------------------------------
+    def _range_times(self, po: SimProductOrder, range_type: str) -> list[int]:
+        order = self.orders[po.order_id]
+        claims = ([po.claim] if po.claim is not None else []) + [
+            c for c in po.completed if c is not po.claim
+        ]
+        times: list[int | None]
+        if range_type == "PAYED_DATETIME":
+            times = [order.paid_at]
+        elif range_type == "ORDERED_DATETIME":
+            times = [order.ordered_at]
+        elif range_type == "DISPATCHED_DATETIME":
+            times = [po.delivery.get("sendDate") if po.delivery else None]
+        elif range_type == "PURCHASE_DECIDED_DATETIME":
+            times = [po.decided_at]
+        elif range_type == "CLAIM_REQUESTED_DATETIME":
+            times = [c.requested_at for c in claims]
+        elif range_type == "CLAIM_COMPLETED_DATETIME":
+            times = [c.completed_at for c in claims]
+        elif range_type == "COLLECT_COMPLETED_DATETIME":
+            times = [c.collected_at for c in claims]
+        else:  # gifts and desired delivery dates are not simulated
+            times = []
+        return sorted(t for t in times if t is not None)
+
+    def _paid(self) -> list[tuple[int, str, int]]:
+        """(paid_at, productOrderId, indexed_at) of every paid product order, sorted."""
+        if self._paid_index is None:
+            rows = []
+            for order in self.orders.values():
+                if order.paid_at is not None:
+                    for po_id in order.product_order_ids:
+                        rows.append((order.paid_at, po_id, order.indexed_at))
+            rows.sort()
+            self._paid_index = rows
+        return self._paid_index
+
+    def condition_page(
+        self,
+        range_type: str,
+        start: int,
+        end: int,
+        *,
+        statuses: Collection[str] = (),
+        claim_statuses: Collection[str] = (),
+        place_status: str | None = None,
+        page: int = 1,
+        size: int = ep.CONDITION_PAGE_MAX,
+    ) -> tuple[list[str], bool]:
+        """Page ``page`` (1-based) of the product orders whose ``range_type`` time lies in
+        ``[start, end]``, ascending by (time, productOrderId); and whether a next page exists."""
+        now = self.now()
+        hits: list[tuple[int, str]]
+        if range_type == "PAYED_DATETIME":
+            index = self._paid()
+            lo = bisect.bisect_left(index, (start, ""))
+            hits = []
+            for k in range(lo, len(index)):
+                paid_at, po_id, indexed_at = index[k]
+                if paid_at > end:
+                    break
+                if indexed_at <= now:
+                    hits.append((paid_at, po_id))
+        else:
+            hits = []
+            for po_id, po in self.pos.items():
+                if self.orders[po.order_id].indexed_at > now:
+                    continue
+                inside = [t for t in self._range_times(po, range_type) if start <= t <= end]
+                if inside:
+                    hits.append((inside[0], po_id))
+            hits.sort()
+        if statuses or claim_statuses or place_status:
+            kept = []
+            for hit in hits:
+                po = self.pos[hit[1]]
+                claim_status = po.claim.status if po.claim is not None else None
+                if statuses and po.status not in statuses:
+                    continue
+                if claim_statuses and claim_status not in claim_statuses:
+                    continue
+                if place_status and po.place_status != place_status:
+                    continue
+                kept.append(hit)
+            hits = kept
+        offset = (page - 1) * size
+        return [po_id for _t, po_id in hits[offset : offset + size]], len(hits) > offset + size
 
     # --- lookups --------------------------------------------------------------------------------
     def po(self, po_id: str, error: type[Exception] = Refusal) -> SimProductOrder:
@@ -175,7 +295,8 @@ class NaverWorld:
         when, lag_ms = self.when(at), self.event_lag(lag)
         order_id = self._next_id()
         shipping = naver_shipping_address(address or {"name": orderer_name})
-        ids = []
+        ids: list[str] = []
+        line_lags: dict[str, int] = {}
         for line in lines:
             po_id = self._next_id()
             quantity = int(line.get("quantity", 1))
@@ -196,6 +317,8 @@ class NaverWorld:
                 shipping_due=when + 3 * DAY_MS,
             )
             ids.append(po_id)
+            if line.get("lag") is not None:  # this line's record becomes visible at its own time
+                line_lags[po_id] = int(1000 * float(line["lag"]))
         self.orders[order_id] = SimOrder(
             order_id,
             when,
@@ -206,9 +329,11 @@ class NaverWorld:
             int(mileage_used),
             ids,
             sum(self.pos[p].amount for p in ids),
+            indexed_at=when + int(1000 * self.condition_lag),
         )
+        self._paid_index = None
         for po_id in ids:
-            self.bump(po_id, "PAYED" if paid else "PAY_WAITING", when, lag_ms)
+            self.bump(po_id, "PAYED" if paid else "PAY_WAITING", when, line_lags.get(po_id, lag_ms))
         return {"orderId": order_id, "productOrderIds": ids}
 
     def pay(self, order_id: str, *, at: datetime | None = None, lag: float | None = None) -> None:
@@ -217,6 +342,8 @@ class NaverWorld:
             raise SimError(f"order {order_id} is unknown or already paid")
         when, lag_ms = self.when(at), self.event_lag(lag)
         order.paid_at = when
+        order.indexed_at = when + int(1000 * self.condition_lag)
+        self._paid_index = None
         for po_id in order.product_order_ids:
             self.pos[po_id].status = "PAYED"
             self.bump(po_id, "PAYED", when, lag_ms)
