@@ -1,17 +1,25 @@
 """Executes ledger ops against the marketplaces (the call half of every external effect).
 
-A background task of the worker (not a stream agent: messages are acked once their intent is
-committed, so a slow marketplace never stalls a partition). Each round it:
+A background task of the worker (``DISPATCHER_MODE=inline``) or a process of its own
+(``channelsync dispatcher``, :mod:`agents.dispatcher_process`); not a stream agent: messages are
+acked once their intent is committed, so a slow marketplace never stalls a partition. Each round:
 
-1. selects ops that are PENDING, RETRY-and-due, or SENT-and-stale (crash recovery), oldest first,
-   keeping per-order order (an order's later op waits for its earlier open op — S2);
-2. re-checks what may have changed since the intent: the hold (R12) and, before a dispatch, the
-   marketplace's claim state (R29/R25) — an open cancel request parks the dispatch;
-3. commits SENT (attempts + 1), calls the connector (dispatches batched up to the API's limit),
-   and commits the outcome with its store effects; emits one result per source event.
+1. selects due ops (:func:`store.op_queue.ready_ops`): PENDING, RETRY past its time, or SENT left
+   stale by a crash; oldest first; an order's later op waits for its earlier open op (S2);
+   ops in flight in this process are skipped;
+2. groups them per connector and action; dispatches share one claim read per group (R29/R25:
+   an open buyer cancel request parks the dispatch; a unit the marketplace already shows
+   dispatched is recorded done without a call), groups sized so that read is never older than
+   ``CLAIM_FRESH_SECONDS`` under a rate limit;
+3. takes the group in one transaction (:func:`store.op_queue.claim`: held orders → PARKED, R12;
+   the rest → SENT, attempts + 1; conditional UPDATEs, so concurrent dispatchers never take the
+   same op), calls the connector in batches of the API's maximum, and commits each batch's
+   outcome with its store effects (:mod:`store.op_effects`);
+4. emits one result per op on ``sync.results`` and marks it sent (results outbox): a result
+   a stop left unsent is re-sent by :meth:`Dispatcher.resend_unreported`.
 
-A SENT op found at start-up (crash between call and outcome) is reconciled first: a dispatch or
-cancel the marketplace already shows is recorded as done without a second call (S1).
+A SENT op found later (crash between call and outcome) is reconciled the same way: the claim
+read shows the unit dispatched, so it is recorded done without a second call (S1).
 """
 
 from __future__ import annotations
@@ -23,20 +31,20 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
 
-from connectors.contract import DispatchItem, ItemResult, MarketplaceConnector
-from connectors.errors import ConnectorError, PermanentError, RetryableError
-from store import ledger, repo
+from agents import dispatch_calls
+from connectors.contract import ItemResult, MarketplaceConnector
+from connectors.errors import ConnectorError, RetryableError
+from store import ledger, op_effects, op_queue
 from store import outbound as ob
 from store.apply_changes import channel_of_order
-from store.carriers import Carrier
-from store.domain import Channel, ClaimStatus, InvoiceKind, LineStatus
+from store.domain import Channel
 from store.ledger import OpState
-from store.models import ChannelOp, Claim, Invoice, utcnow
+from store.models import ChannelOp, utcnow
 from topics import names
 from topics.envelope import Envelope
 from topics.results import Outcome
@@ -44,9 +52,6 @@ from topics.results import Outcome
 log = logging.getLogger(__name__)
 
 BATCH_ACTIONS = {ob.DISPATCH}
-#: a SENT op older than this is taken for a crash's leftover and reconciled (never one that is
-#: in flight in this process: see ``Dispatcher.inflight``)
-SENT_STALE_SECONDS = 30.0
 #: how often the results outbox is swept for results a stop left unsent
 RESEND_EVERY_SECONDS = 30.0
 #: longest a claim read may precede the dispatch that relies on it, under a rate limit
@@ -97,7 +102,7 @@ class Dispatcher:
         """One round; returns how many ops it executed."""
         self.rounds += 1
         async with self.rt.sessions() as session:
-            ops = await _ready_ops(session, self.round_limit, skip=self.inflight)
+            ops = await op_queue.ready_ops(session, self.round_limit, skip=self.inflight)
         full_round = len(ops) >= self.round_limit
         groups: dict[tuple[str, str], list[ChannelOp]] = defaultdict(list)
         for op in ops:
@@ -173,16 +178,16 @@ class Dispatcher:
                 return len(ops)
             verdicts = gate
         async with self.rt.sessions() as session:
-            parked, already, claimed = await _claim(session, ops, verdicts)
+            parked, already, claimed = await op_queue.claim(session, ops, verdicts)
             if already:
-                _keep = await _preload(session, already)
+                _keep = await op_queue.preload(session, already)
                 for op in already:
                     row = await session.get(ChannelOp, op.id)
                     assert row is not None
                     ledger.mark_done(
                         row, {"reconciled": "marketplace already shows the unit dispatched"}
                     )
-                    await _apply_success(session, row)
+                    await op_effects.apply_success(session, row)
             await session.commit()
         messages = [
             self._result(op, Outcome.PARKED, "dispatch parked: open buyer cancel request", rule=r)
@@ -207,7 +212,7 @@ class Dispatcher:
         self, connector: MarketplaceConnector, action: str, ready: list[ChannelOp]
     ) -> None:
         try:
-            results = await _call(connector, action, ready)
+            results = await dispatch_calls.call(connector, action, ready)
         except RetryableError as exc:
             await self._record_error(ready, exc, retryable=True)
             return
@@ -257,7 +262,7 @@ class Dispatcher:
         attempt too, so its backoff grows and it ends FAILED like a failing call)."""
         err = exc.as_dict()
         async with self.rt.sessions() as session:
-            _keep = await _preload(session, ops)
+            _keep = await op_queue.preload(session, ops)
             rows = [await session.get(ChannelOp, op.id) for op in ops]
             for row in rows:
                 assert row is not None
@@ -344,12 +349,14 @@ class Dispatcher:
             touched = {
                 op.order_id for op, outcome, _, _ in emitted if outcome is not Outcome.RETRYING
             }
-            _keep = await _load_orders(session, touched)
+            _keep = await op_queue.load_orders(session, touched)
             for op, outcome, _, _ in emitted:
                 if outcome is Outcome.SUCCEEDED:
-                    await _apply_success(session, op)
+                    await op_effects.apply_success(session, op)
             for op, failed in refused:
-                await _apply_refusal(session, op, failed)
+                await op_effects.apply_refusal(
+                    session, op, f"{failed[0].code}: {failed[0].message}"
+                )
             await session.commit()
         messages = []
         for op, outcome, message, error in emitted:
@@ -381,11 +388,11 @@ class Dispatcher:
     async def resend_unreported(self, limit: int = 500) -> int:
         """Re-send the results of final ops (succeeded / failed) whose result was never
         acknowledged — the outcome was committed, then the process died before the produce.
-        Only ops final for longer than ``SENT_STALE_SECONDS`` and not in flight here are
+        Only ops final for longer than ``op_queue.SENT_STALE_SECONDS`` and not in flight here are
         taken, so a result on its way is not doubled. Returns how many were re-sent."""
         from sqlalchemy import select
 
-        older = utcnow() - timedelta(seconds=SENT_STALE_SECONDS)
+        older = utcnow() - timedelta(seconds=op_queue.SENT_STALE_SECONDS)
         async with self.rt.sessions() as session:
             rows = list(
                 (
@@ -441,113 +448,6 @@ class Dispatcher:
         )
 
 
-async def _load_orders(session: Any, order_ids: set[str]) -> list[Any]:
-    """The orders (with their lines) into the session's identity map in one query."""
-    from sqlalchemy import select
-
-    from store.models import Order
-
-    if not order_ids:
-        return []
-    return list(
-        (await session.execute(select(Order).where(Order.id.in_(sorted(order_ids))))).scalars()
-    )
-
-
-async def _preload(session: Any, ops: Sequence[ChannelOp]) -> list[Any]:
-    """Load the ops and their orders (with lines) in two queries, so the per-op
-    ``session.get`` / ``repo.get_order`` calls that follow hit the identity map."""
-    from sqlalchemy import select
-
-    from store.models import Order
-
-    ids = [op.id for op in ops]
-    if not ids:
-        return []
-    loaded: list[Any] = list(
-        (await session.execute(select(ChannelOp).where(ChannelOp.id.in_(ids)))).scalars()
-    )
-    orders = select(Order).where(Order.id.in_({op.order_id for op in ops}))
-    loaded.extend((await session.execute(orders)).scalars())
-    return loaded  # the caller keeps it: the identity map holds objects only weakly
-
-
-async def _claim(
-    session: Any, ops: Sequence[ChannelOp], verdicts: dict[int, tuple[str, str]]
-) -> tuple[list[tuple[ChannelOp, str]], list[ChannelOp], dict[int, int]]:
-    """In the caller's transaction, with conditional UPDATEs (atomic per row, so two workers'
-    dispatchers never both take an op): ops of held orders → PARKED (R12); ops the claim gate
-    parked → PARKED (R29/R25); the rest → SENT with attempts + 1. Only ops still due are
-    touched: PENDING, RETRY, or SENT left stale by a crash. Returns (parked with their rule,
-    "already dispatched" ops still due — the caller records them done —, op id → attempts of
-    the ops now SENT)."""
-    from sqlalchemy import and_, or_, select, update
-
-    from store.models import Order
-
-    now = utcnow()
-    due = or_(
-        ChannelOp.state.in_([OpState.PENDING.value, OpState.RETRY.value]),
-        and_(
-            ChannelOp.state == OpState.SENT.value,
-            ChannelOp.updated_at < now - timedelta(seconds=SENT_STALE_SECONDS),
-        ),
-    )
-    held = and_(
-        ChannelOp.action.in_([ob.DISPATCH, ob.REQUEST_WAYBILL]),
-        ChannelOp.order_id.in_(select(Order.id).where(Order.on_hold.is_(True))),
-    )
-    by_id = {op.id: op for op in ops}
-    parked: list[tuple[ChannelOp, str]] = []
-
-    async def park(ids: list[int], why: dict[str, Any], extra: Any = None) -> list[int]:
-        if not ids:
-            return []
-        stmt = update(ChannelOp).where(ChannelOp.id.in_(ids), due)
-        if extra is not None:
-            stmt = stmt.where(extra)
-        stmt = stmt.values(state=OpState.PARKED.value, last_error=why, updated_at=now)
-        return list((await session.execute(stmt.returning(ChannelOp.id))).scalars())
-
-    for op_id in await park(
-        list(by_id), {"rule": "R12", "message": "order on delivery hold"}, held
-    ):
-        parked.append((by_id.pop(op_id), "R12"))
-    by_status: dict[str, list[int]] = defaultdict(list)
-    for op_id, (verdict, status) in verdicts.items():
-        if verdict == "park" and op_id in by_id:
-            by_status[status].append(op_id)
-    for status, ids in by_status.items():
-        rule = "R25" if by_id[ids[0]].channel == Channel.QOO10 else "R29"
-        why = {"rule": rule, "message": f"open buyer cancel request ({status})"}
-        for op_id in await park(ids, why):
-            parked.append((by_id[op_id], rule))
-        for op_id in ids:
-            by_id.pop(op_id, None)
-    already = [op for i, op in list(by_id.items()) if verdicts.get(i, ("", ""))[0] == "already"]
-    if already:
-        still = set(
-            (
-                await session.execute(
-                    select(ChannelOp.id).where(ChannelOp.id.in_([o.id for o in already]), due)
-                )
-            ).scalars()
-        )
-        for op in already:
-            by_id.pop(op.id)
-        already = [op for op in already if op.id in still]
-    claimed: dict[int, int] = {}
-    if by_id:
-        stmt = (
-            update(ChannelOp)
-            .where(ChannelOp.id.in_(list(by_id)), due, ~held)
-            .values(state=OpState.SENT.value, attempts=ChannelOp.attempts + 1, updated_at=now)
-            .returning(ChannelOp.id, ChannelOp.attempts)
-        )
-        claimed = {i: a for i, a in (await session.execute(stmt)).all()}
-    return parked, already, claimed
-
-
 def _whole_batches(ops: list[ChannelOp], size: int) -> list[ChannelOp]:
     """A round cut short by its limit leaves more ops waiting: send only whole batches now
     and leave the partial tail to the next round, so no rate-limited call carries a fraction
@@ -582,223 +482,3 @@ def _is_invoice_refusal(op: ChannelOp, err: dict[str, Any] | None) -> bool:
 def _backoff(attempts: int, retry_after: float | None) -> float:
     wait = random.uniform(0, min(60.0, 0.5 * 2 ** max(0, attempts - 1)))
     return max(wait, retry_after or 0.0)
-
-
-async def _ready_ops(
-    session: Any, limit: int, skip: set[int] | frozenset[int] = frozenset()
-) -> list[ChannelOp]:
-    """Due ops, oldest first, at most one open op per order unless they are dispatches of
-    different units (S2: an order's later op waits for its earlier one). Ops in ``skip`` (in
-    flight in this process) are not due, and block their order's later ops."""
-    from sqlalchemy import select
-
-    now = utcnow()
-    stmt = (
-        select(ChannelOp)
-        .where(
-            ChannelOp.state.in_([OpState.PENDING.value, OpState.RETRY.value, OpState.SENT.value])
-        )
-        .order_by(ChannelOp.id)
-        .limit(limit * 4)
-    )
-    out: list[ChannelOp] = []
-    blocked: set[str] = set()
-    for op in (await session.execute(stmt)).scalars():
-        due = (
-            op.state == OpState.PENDING
-            or (
-                op.state == OpState.RETRY
-                and (op.next_attempt_at is None or op.next_attempt_at <= now)
-            )
-            or (
-                op.state == OpState.SENT
-                and (now - op.updated_at).total_seconds() > SENT_STALE_SECONDS
-            )
-        )
-        if op.order_id in blocked:
-            continue
-        if not due or op.id in skip:
-            blocked.add(op.order_id)
-            continue
-        if op.action != ob.DISPATCH:
-            blocked.add(op.order_id)
-        out.append(op)
-        if len(out) >= limit:
-            break
-    return out
-
-
-async def _call(
-    connector: MarketplaceConnector, action: str, ops: list[ChannelOp]
-) -> list[ItemResult]:
-    p = ops[0].payload
-    if action == ob.DISPATCH:
-        items = [
-            DispatchItem(
-                unit_id=op.payload["unit_id"],
-                carrier=Carrier(op.payload["carrier"]),
-                tracking_number=op.payload["tracking_number"],
-                dispatched_at=datetime.fromisoformat(op.payload["dispatched_at"]),
-                kind=InvoiceKind(op.payload.get("invoice_kind", "parcel")),
-            )
-            for op in ops
-        ]
-        if connector.channel == Channel.QOO10:  # the claim gate above already read the claims
-            return list(await connector.dispatch(items, check_claims=False))  # type: ignore[call-arg]
-        return await connector.dispatch(items)
-    units = p.get("unit_ids", [])
-    if action == ob.REQUEST_WAYBILL:
-        return await _request_waybills(connector, ops)
-    if action == ob.CONFIRM:
-        if p.get("estimated_ship_date") and connector.channel == Channel.QOO10:
-            due = date.fromisoformat(p["estimated_ship_date"])
-            return list(await connector.confirm_orders(units, estimated_ship_date=due))  # type: ignore[call-arg]
-        return await connector.confirm_orders(units)
-    if action == ob.DELAY:
-        return await connector.delay_dispatch(
-            units, date.fromisoformat(p["due_date"]), p["reason"], p["detail"]
-        )
-    if action == ob.CANCEL:
-        return await connector.cancel(units, p["reason"], p.get("buyer_message"))
-    if action == ob.APPROVE_CANCEL:
-        return await connector.approve_cancel(units)
-    if action == ob.REJECT_CANCEL:
-        return await connector.reject_cancel(units, p.get("reason", ""))
-    aliases = {
-        ob.RETURN_HOLD: ("return_hold", "hold_return"),
-        ob.RETURN_HOLD_RELEASE: ("return_hold_release", "release_return_hold"),
-        ob.RETURN_APPROVE: ("return_approve", "approve_return"),
-        ob.BUYER_MESSAGE: ("send_buyer_message",),
-    }
-    fn = next(
-        (getattr(connector, n) for n in aliases.get(action, (action,)) if hasattr(connector, n)),
-        None,
-    )
-    if fn is None:
-        raise PermanentError(f"{connector.channel} has no operation {action}", code="UNSUPPORTED")
-    if action == ob.RETURN_HOLD:
-        result: list[ItemResult] = await fn(
-            units, p.get("reason", "RETURN_DELIVERYFEE"), p.get("fee")
-        )
-        return result
-    if action == ob.BUYER_MESSAGE:
-        await fn(p["order_no"], p["text"])
-        return [ItemResult(u, True) for u in units or [p["order_no"]]]
-    result = await fn(units)
-    return list(result)
-
-
-async def _request_waybills(connector: Any, ops: list[ChannelOp]) -> list[ItemResult]:
-    from connectors.goodsflow.models import WaybillItem
-    from connectors.goodsflow.models import WaybillRequest as GfRequest
-    from topics.commands import Address
-
-    out: list[ItemResult] = []
-    for op in ops:
-        p = op.payload
-        req = GfRequest(
-            unique_id=p["unique_id"],
-            carrier=Carrier(p["carrier"]),
-            receiver=Address.model_validate(p["receiver"]),
-            items=[WaybillItem(**item) for item in p["items"]],
-        )
-        if p.get("replaces"):  # R12 reprint: cancel the old-address waybill, issue the new one
-            res = await connector.reissue_waybill(p["replaces"], req)
-        else:
-            (res,) = await connector.request_waybills([req])
-        detail = {"service_id": res.service_id, "invoice_no": res.invoice_no}
-        out.append(
-            ItemResult(
-                p["unit_ids"][0],
-                res.ok,
-                None if res.ok else "WAYBILL_REFUSED",
-                res.message,
-                detail=detail,
-            )
-        )
-    return out
-
-
-async def _apply_success(session: Any, op: ChannelOp) -> None:
-    """Store effects of an acknowledged op."""
-    order = await repo.get_order(session, op.order_id)
-    lines = [ln for ln in order.lines if ln.id in set(op.payload.get("line_ids", []))]
-    source = f"op:{op.idempotency_key}"
-    if op.action == ob.REQUEST_WAYBILL:
-        item = ((op.response or {}).get("items") or [{}])[0]
-        for line in lines:
-            for inv in await repo.active_invoices(session, [line.id]):
-                if inv.reprint_required:
-                    inv.deleted_at = utcnow()  # replaced by the reprint (R12)
-            session.add(
-                Invoice(
-                    order_id=order.id,
-                    line_id=line.id,
-                    carrier=op.payload["carrier"],
-                    tracking_number=item.get("invoice_no") or "",
-                    valid=bool(item.get("invoice_no")),
-                    waybill_id=item.get("service_id"),
-                )
-            )
-    elif op.action == ob.DISPATCH:
-        collapse = op.payload.get("collapse")
-        for line in lines:
-            if LineStatus(line.status) in (LineStatus.PREPARING, LineStatus.READY_TO_SHIP):
-                if LineStatus(line.status) is LineStatus.PREPARING:
-                    repo.set_status(session, line, LineStatus.READY_TO_SHIP, source, "R15 collapse")
-                repo.set_status(session, line, LineStatus.SHIPPING, source, "dispatched")
-            repo.mark_notified(line, LineStatus.SHIPPING)
-            line.invoice_rejection = None
-            if collapse:
-                line.collapse = collapse
-    elif op.action in (ob.CANCEL, ob.APPROVE_CANCEL):
-        for line in lines:
-            repo.set_status(session, line, LineStatus.CANCELED, source, op.action)
-        await _set_claims(session, lines, ClaimStatus.COMPLETED)
-    elif op.action == ob.REJECT_CANCEL:
-        await _set_claims(session, lines, ClaimStatus.REJECTED)
-    elif op.action == ob.RETURN_HOLD:
-        for line in lines:
-            repo.set_status(session, line, LineStatus.RETURN_HELD, source, "R14 return hold")
-    elif op.action == ob.RETURN_HOLD_RELEASE:
-        for line in lines:
-            repo.set_status(
-                session, line, LineStatus.RETURN_REQUESTED, source, "R14 hold released, fee reset"
-            )
-        await _reset_fee(session, lines)
-    elif op.action == ob.RETURN_APPROVE:
-        for line in lines:
-            repo.set_status(session, line, LineStatus.RETURNED, source, "return approved")
-        await _set_claims(session, lines, ClaimStatus.COMPLETED)
-
-
-async def _apply_refusal(session: Any, op: ChannelOp, failed: list[ItemResult]) -> None:
-    """R18: a marketplace refusal of a dispatch is recorded on the lines, which stay put."""
-    if op.action != ob.DISPATCH:
-        return
-    order = await repo.get_order(session, op.order_id)
-    for line in order.lines:
-        if line.id in set(op.payload.get("line_ids", [])):
-            line.invoice_rejection = f"{failed[0].code}: {failed[0].message}"
-
-
-async def _set_claims(session: Any, lines: Sequence[Any], status: ClaimStatus) -> None:
-    from sqlalchemy import select
-
-    ids = [ln.id for ln in lines]
-    if not ids:
-        return
-    for claim in (await session.execute(select(Claim).where(Claim.line_id.in_(ids)))).scalars():
-        if claim.status not in (ClaimStatus.COMPLETED, ClaimStatus.WITHDRAWN):
-            claim.status = status.value
-
-
-async def _reset_fee(session: Any, lines: Sequence[Any]) -> None:
-    from sqlalchemy import select
-
-    ids = [ln.id for ln in lines]
-    for claim in (await session.execute(select(Claim).where(Claim.line_id.in_(ids)))).scalars():
-        claim.fee = None
-        claim.fee_payment = None
-        if claim.status == ClaimStatus.HELD:
-            claim.status = ClaimStatus.REQUESTED.value

@@ -12,7 +12,7 @@ Contract:
   ops differs — no in-process nudge, it polls the ledger every ``DISPATCHER_POLL_SECONDS`` when
   idle (one indexed query).
 * Any number of dispatchers (inline or separate) may run against one store: an op is taken by
-  a conditional UPDATE (``agents.dispatcher._claim``), so exactly one of them sends it.
+  a conditional UPDATE (:func:`store.op_queue.claim`), so exactly one of them sends it.
 * Results and dead letters go to Kafka through a plain aiokafka producer (``acks=all``), every
   send bounded by ``PRODUCE_TIMEOUT_SECONDS`` like the worker's.
 * PostgreSQL only: SQLite (the embedded default) allows one writer at a time, so a second
