@@ -68,6 +68,8 @@ class Dispatcher:
         #: ops of batches being executed now: a later round never picks them again, even when a
         #: slow call outlives the SENT-is-stale threshold (that threshold is for crashes)
         self.inflight: set[int] = set()
+        #: orders of this round's ops that were on delivery hold when selected
+        self.held: set[str] = set()
 
     def nudge(self) -> None:
         self.wake.set()
@@ -102,7 +104,10 @@ class Dispatcher:
         """One round; returns how many ops it executed."""
         self.rounds += 1
         async with self.rt.sessions() as session:
-            ops = await op_queue.ready_ops(session, self.round_limit, skip=self.inflight)
+            self.held = set()
+            ops = await op_queue.ready_ops(
+                session, self.round_limit, skip=self.inflight, held=self.held
+            )
         full_round = len(ops) >= self.round_limit
         groups: dict[tuple[str, str], list[ChannelOp]] = defaultdict(list)
         for op in ops:
@@ -178,7 +183,9 @@ class Dispatcher:
                 return len(ops)
             verdicts = gate
         async with self.rt.sessions() as session:
-            parked, already, claimed = await op_queue.claim(session, ops, verdicts)
+            parked, already, claimed = await op_queue.claim(
+                session, ops, verdicts, any_held=any(op.order_id in self.held for op in ops)
+            )
             if already:
                 _keep = await op_queue.preload(session, already)
                 for op in already:
@@ -344,6 +351,24 @@ class Dispatcher:
                     "updated_at": now,
                 }
             )
+        messages = []
+        for op, outcome, message, error in emitted:
+            rule = "R18" if _is_invoice_refusal(op, error) else None
+            messages.append(self._result(op, outcome, message, error=error, rule=rule))
+        # results first, so the outcome's own UPDATE can record that they were sent (results
+        # outbox without a second transaction). A stop before the commit leaves the op SENT:
+        # it is reconciled later (the claim read shows it done) and reported again — a
+        # duplicate result, never a lost one. A broker that cannot take them does not hold the
+        # outcome back: it is committed unmarked and the sweep re-sends the results.
+        try:
+            await self.rt.produce_many(names.SYNC_RESULTS, messages)
+            sent = True
+        except Exception as exc:
+            log.warning("results of %d op(s) not sent, will be re-sent: %r", len(messages), exc)
+            sent = False
+        final = (OpState.SUCCEEDED.value, OpState.FAILED.value)
+        for row in rows:
+            row["result_emitted"] = sent and row["state"] in final
         async with self.rt.sessions() as session:
             await session.execute(update(ChannelOp), rows)
             touched = {
@@ -358,14 +383,6 @@ class Dispatcher:
                     session, op, f"{failed[0].code}: {failed[0].message}"
                 )
             await session.commit()
-        messages = []
-        for op, outcome, message, error in emitted:
-            rule = "R18" if _is_invoice_refusal(op, error) else None
-            messages.append(self._result(op, outcome, message, error=error, rule=rule))
-        await self.rt.produce_many(names.SYNC_RESULTS, messages)
-        await self._mark_emitted(
-            [op.id for op, outcome, _, _ in emitted if outcome is not Outcome.RETRYING]
-        )
         for op, outcome, message, _ in emitted:
             if outcome is Outcome.FAILED:
                 await self.rt.dead_letter_op(op, message)

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +28,7 @@ from channelsync import metrics
 from channelsync.settings import Settings
 from store.models import FailedEvent
 from topics import names
-from topics.envelope import Envelope, new_envelope
+from topics.envelope import SCHEMA_VERSION, Envelope
 from topics.registry import encode
 from topics.results import DeadLetter, Outcome, SyncResult
 
@@ -173,7 +174,9 @@ class Runtime:
         error: dict[str, Any] | None = None,
         detail: dict[str, Any] | None = None,
     ) -> tuple[str, bytes]:
-        result = SyncResult(
+        # built from values this process made (not input): no validation, which is most of
+        # the cost of a result (a test checks that these messages decode as valid)
+        result = SyncResult.model_construct(
             source_event_id=source.event_id,
             source_type=source.type,
             outcome=outcome,
@@ -182,7 +185,15 @@ class Runtime:
             error=error,
             detail=detail or {},
         )
-        env = new_envelope("sync.result", source.order_id, source.channel, result)
+        env = Envelope.model_construct(
+            event_id=uuid.uuid4(),
+            type="sync.result",
+            occurred_at=datetime.now(UTC),
+            order_id=source.order_id,
+            channel=source.channel,
+            schema_version=SCHEMA_VERSION,
+            payload=result.model_dump(mode="json"),
+        )
         return env.order_id, encode(env)
 
     def base_topic(self, topic: str) -> str:

@@ -51,7 +51,11 @@ async def preload(session: Any, ops: Sequence[ChannelOp]) -> list[Any]:
 
 
 async def claim(
-    session: Any, ops: Sequence[ChannelOp], verdicts: dict[int, tuple[str, str]]
+    session: Any,
+    ops: Sequence[ChannelOp],
+    verdicts: dict[int, tuple[str, str]],
+    *,
+    any_held: bool = True,
 ) -> tuple[list[tuple[ChannelOp, str]], list[ChannelOp], dict[int, int]]:
     """In the caller's transaction, with conditional UPDATEs (atomic per row, so two workers'
     dispatchers never both take an op): ops of held orders → PARKED (R12); ops the claim gate
@@ -83,10 +87,14 @@ async def claim(
         stmt = stmt.values(state=OpState.PARKED.value, last_error=why, updated_at=now)
         return list((await session.execute(stmt.returning(ChannelOp.id))).scalars())
 
-    for op_id in await park(
-        list(by_id), {"rule": "R12", "message": "order on delivery hold"}, held
-    ):
-        parked.append((by_id.pop(op_id), "R12"))
+    # ``any_held=False`` (no order of these ops was held when they were selected) skips the
+    # parking statement; an order held since is still never sent (the claim below excludes
+    # held orders) and is parked the next round
+    if any_held:
+        for op_id in await park(
+            list(by_id), {"rule": "R12", "message": "order on delivery hold"}, held
+        ):
+            parked.append((by_id.pop(op_id), "R12"))
     by_status: dict[str, list[int]] = defaultdict(list)
     for op_id, (verdict, status) in verdicts.items():
         if verdict == "park" and op_id in by_id:
@@ -123,14 +131,19 @@ async def claim(
 
 
 async def ready_ops(
-    session: Any, limit: int, skip: set[int] | frozenset[int] = frozenset()
+    session: Any,
+    limit: int,
+    skip: set[int] | frozenset[int] = frozenset(),
+    held: set[str] | None = None,
 ) -> list[ChannelOp]:
     """Due ops, oldest first, at most one open op per order unless they are dispatches of
     different units (S2: an order's later op waits for its earlier one). Ops in ``skip`` (in
-    flight in this process) are not due, and block their order's later ops."""
+    flight in this process) are not due, and block their order's later ops. ``held`` (if
+    given) receives the ids of the returned ops' orders that are on delivery hold now."""
     now = utcnow()
     stmt = (
-        select(ChannelOp)
+        select(ChannelOp, Order.on_hold)
+        .outerjoin(Order, Order.id == ChannelOp.order_id)
         .where(
             ChannelOp.state.in_([OpState.PENDING.value, OpState.RETRY.value, OpState.SENT.value])
         )
@@ -139,7 +152,7 @@ async def ready_ops(
     )
     out: list[ChannelOp] = []
     blocked: set[str] = set()
-    for op in (await session.execute(stmt)).scalars():
+    for op, on_hold in (await session.execute(stmt)).tuples():
         due = (
             op.state == OpState.PENDING
             or (
@@ -158,6 +171,8 @@ async def ready_ops(
             continue
         if op.action != ob.DISPATCH:
             blocked.add(op.order_id)
+        if on_hold and held is not None:
+            held.add(op.order_id)
         out.append(op)
         if len(out) >= limit:
             break
