@@ -45,6 +45,7 @@ from store.apply_changes import channel_of_order
 from store.domain import Channel
 from store.ledger import OpState
 from store.models import ChannelOp, utcnow
+from store.sql import in_list
 from topics import names
 from topics.envelope import Envelope
 from topics.results import Outcome
@@ -396,7 +397,9 @@ class Dispatcher:
         try:
             async with self.rt.sessions() as session:
                 await session.execute(
-                    update(ChannelOp).where(ChannelOp.id.in_(ids)).values(result_emitted=True)
+                    update(ChannelOp)
+                    .where(ChannelOp.id.in_(in_list(ids)))
+                    .values(result_emitted=True)
                 )
                 await session.commit()
         except Exception:

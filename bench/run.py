@@ -24,7 +24,7 @@ from channelsync.broker import EmbeddedBroker
 SIZES = {
     "outbound": (1000, 4000, 20000),
     "outbound_split": (1000, 4000, 20000),
-    "ratelimit": (150, 300, 600),
+    "ratelimit": (600, 1200, 2400),
     "collection": (100, 200, 400),
     "catchup": (2000, 5000, 20000),
 }

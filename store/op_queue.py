@@ -21,6 +21,7 @@ from store import outbound as ob
 from store.domain import Channel
 from store.ledger import OpState
 from store.models import ChannelOp, Order, utcnow
+from store.sql import in_list
 
 #: a SENT op older than this is taken for a crash's leftover and reconciled (never one that is
 #: in flight in this process: see ``Dispatcher.inflight``)
@@ -32,7 +33,9 @@ async def load_orders(session: Any, order_ids: set[str]) -> list[Any]:
     if not order_ids:
         return []
     return list(
-        (await session.execute(select(Order).where(Order.id.in_(sorted(order_ids))))).scalars()
+        (
+            await session.execute(select(Order).where(Order.id.in_(in_list(sorted(order_ids)))))
+        ).scalars()
     )
 
 
@@ -43,9 +46,9 @@ async def preload(session: Any, ops: Sequence[ChannelOp]) -> list[Any]:
     if not ids:
         return []
     loaded: list[Any] = list(
-        (await session.execute(select(ChannelOp).where(ChannelOp.id.in_(ids)))).scalars()
+        (await session.execute(select(ChannelOp).where(ChannelOp.id.in_(in_list(ids))))).scalars()
     )
-    orders = select(Order).where(Order.id.in_({op.order_id for op in ops}))
+    orders = select(Order).where(Order.id.in_(in_list(sorted({op.order_id for op in ops}))))
     loaded.extend((await session.execute(orders)).scalars())
     return loaded  # the caller keeps it: the identity map holds objects only weakly
 
@@ -81,7 +84,7 @@ async def claim(
     async def park(ids: list[int], why: dict[str, Any], extra: Any = None) -> list[int]:
         if not ids:
             return []
-        stmt = update(ChannelOp).where(ChannelOp.id.in_(ids), due)
+        stmt = update(ChannelOp).where(ChannelOp.id.in_(in_list(ids)), due)
         if extra is not None:
             stmt = stmt.where(extra)
         stmt = stmt.values(state=OpState.PARKED.value, last_error=why, updated_at=now)
@@ -111,7 +114,9 @@ async def claim(
         still = set(
             (
                 await session.execute(
-                    select(ChannelOp.id).where(ChannelOp.id.in_([o.id for o in already]), due)
+                    select(ChannelOp.id).where(
+                        ChannelOp.id.in_(in_list(o.id for o in already)), due
+                    )
                 )
             ).scalars()
         )
@@ -122,7 +127,7 @@ async def claim(
     if by_id:
         stmt = (
             update(ChannelOp)
-            .where(ChannelOp.id.in_(list(by_id)), due, ~held)
+            .where(ChannelOp.id.in_(in_list(by_id)), due, ~held)
             .values(state=OpState.SENT.value, attempts=ChannelOp.attempts + 1, updated_at=now)
             .returning(ChannelOp.id, ChannelOp.attempts)
         )

@@ -19,10 +19,13 @@ def _compose() -> dict:
 
 def test_compose_has_every_service_with_healthchecks() -> None:
     services = _compose()["services"]
-    for name in ("kafka", "postgres", "migrate", "worker", "prometheus", "grafana"):
+    for name in ("kafka", "postgres", "migrate", "worker", "dispatcher", "prometheus", "grafana"):
         assert name in services, name
-    for name in ("kafka", "postgres", "worker", "prometheus", "grafana"):
+    for name in ("kafka", "postgres", "worker", "dispatcher", "prometheus", "grafana"):
         assert "healthcheck" in services[name], name
+    # the worker leaves the ledger to the dispatcher service, which runs the same image
+    assert services["worker"]["environment"]["DISPATCHER_MODE"] == "off"
+    assert services["dispatcher"]["command"] == ["channelsync", "dispatcher"]
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert services["migrate"]["command"] == ["channelsync", "db", "upgrade"]
     assert (
@@ -33,7 +36,7 @@ def test_compose_has_every_service_with_healthchecks() -> None:
 def test_compose_environment_names_are_settings() -> None:
     fields = {name.upper() for name in Settings.model_fields}
     services = _compose()["services"]
-    for name in ("migrate", "worker"):
+    for name in ("migrate", "worker", "dispatcher"):
         env = services[name]["environment"]
         unknown = sorted(set(env) - fields)
         assert not unknown, f"{name}: {unknown} are not settings"
@@ -44,8 +47,9 @@ def test_prometheus_scrapes_the_worker_metrics_port() -> None:
     targets = [
         t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
     ]
-    port = _compose()["services"]["worker"]["environment"]["METRICS_PORT"]
-    assert f"worker:{port}" in targets
+    for name in ("worker", "dispatcher"):
+        port = _compose()["services"][name]["environment"]["METRICS_PORT"]
+        assert f"{name}:{port}" in targets, name
 
 
 def test_state_machine_doc_is_generated_from_the_code() -> None:
@@ -76,3 +80,11 @@ def test_dashboard_queries_name_existing_metrics() -> None:
         assert names, expr
         for name in names:
             assert name in exported, name
+
+
+def test_readme_documents_every_setting() -> None:
+    """Docs match the code: each environment variable the settings class reads is in the
+    README's configuration section."""
+    readme = (ROOT / "README.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if name.upper() not in readme]
+    assert not missing, f"settings not in README.md: {missing}"
