@@ -167,7 +167,7 @@ def build(settings: Settings, bootstrap: str) -> tuple[faust.App, Runtime]:
 
     @app.agent(topics[names.CHANNEL_CHANGES], concurrency=1, name="apply")
     async def apply_agent(stream: Any) -> None:
-        await run_safely(stream, apply, runtime)
+        await run_batched(stream, apply, apply.handle_batch, runtime)
 
     @app.agent(topics[names.TRACKING_EVENTS], concurrency=1, name="tracking")
     async def tracking_agent(stream: Any) -> None:

@@ -101,7 +101,7 @@ async def apply_change(session: AsyncSession, change: ChannelChange) -> ChangeAp
         raise UnknownChangeError(f"unmapped marketplace change {change.raw_type!r}")
     order = await _order_for(session, change)
     source = f"change:{change.change_key}"
-    handler = _HANDLERS.get(change.kind)
+    handler = HANDLERS.get(change.kind)
     if handler is None:
         raise UnknownChangeError(f"no handler for change kind {change.kind}")
     message = await handler(session, order, change, source)
@@ -123,42 +123,62 @@ async def _order_for(session: AsyncSession, change: ChannelChange) -> Order:
 
 
 async def _create_order(session: AsyncSession, change: ChannelChange) -> Order:
-    co = change.order
-    assert co is not None
-    total = sum((ln.amount for ln in co.lines), Decimal(0))
-    order = Order(
-        id=order_id_for(change.channel.value, co.channel_order_id),
-        channel=change.channel.value,
-        account=change.account,
-        channel_order_id=co.channel_order_id,
-        payment_method=co.payment_method.value,
-        paid=True,
-        buyer_name=co.buyer_name,
-        address=co.address.model_dump(mode="json"),
-        total_paid=total,
-        mileage_used=co.mileage_used,
-        earning_base=co.earning_base,
-    )
-    session.add(order)
-    for ln in co.lines:
-        status = initial_status(ln.kind, True)
-        line = OrderLine(
-            id=f"{order.id}:{ln.unit_id}",
-            order_id=order.id,
-            sku=ln.sku,
-            name=ln.name,
-            kind=ln.kind.value,
-            quantity=ln.quantity,
-            unit_price=ln.unit_price,
-            amount=ln.amount,
-            status=status.value,
-            channel_unit_id=ln.unit_id,
-            channel_notified=[],
-        )
-        session.add(line)
-        repo.record_initial(session, line, f"change:{change.change_key}", "order paid")
+    order = build_order(session, change)
     await session.flush()
     await session.refresh(order, ["lines"])
+    return order
+
+
+def order_values(change: ChannelChange) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Column values of the order of an ORDER_PAID-style change and of its lines."""
+    co = change.order
+    assert co is not None
+    order_id = order_id_for(change.channel.value, co.channel_order_id)
+    order: dict[str, Any] = {
+        "id": order_id,
+        "channel": change.channel.value,
+        "account": change.account,
+        "channel_order_id": co.channel_order_id,
+        "payment_method": co.payment_method.value,
+        "paid": True,
+        "buyer_name": co.buyer_name,
+        "address": co.address.model_dump(mode="json"),
+        "total_paid": sum((ln.amount for ln in co.lines), Decimal(0)),
+        "mileage_used": co.mileage_used,
+        "earning_base": co.earning_base,
+    }
+    lines: list[dict[str, Any]] = [
+        {
+            "id": f"{order_id}:{ln.unit_id}",
+            "order_id": order_id,
+            "sku": ln.sku,
+            "name": ln.name,
+            "kind": ln.kind.value,
+            "quantity": ln.quantity,
+            "unit_price": ln.unit_price,
+            "amount": ln.amount,
+            "status": initial_status(ln.kind, True).value,
+            "channel_unit_id": ln.unit_id,
+            "channel_notified": [],
+        }
+        for ln in co.lines
+    ]
+    return order, lines
+
+
+def build_order(session: AsyncSession, change: ChannelChange) -> Order:
+    """The order of an ORDER_PAID-style change (``change.order``), added to the session with its
+    lines (``order.lines`` set) and their first history rows; nothing is flushed."""
+    values, line_values = order_values(change)
+    order = Order(**values)
+    session.add(order)
+    lines: list[OrderLine] = []
+    for lv in line_values:
+        line = OrderLine(**lv)
+        session.add(line)
+        lines.append(line)
+        repo.record_initial(session, line, f"change:{change.change_key}", "order paid")
+    order.lines = sorted(lines, key=lambda ln: ln.id)  # the relationship's own order_by
     return order
 
 
@@ -426,7 +446,7 @@ async def _exchanged(
     return f"{n} line(s) exchanged; re-shipment line(s) added"
 
 
-_HANDLERS: dict[ChangeKind, Any] = {
+HANDLERS: dict[ChangeKind, Any] = {
     ChangeKind.ORDER_PAID: _paid,
     ChangeKind.ADDRESS_CHANGED: _address,
     ChangeKind.DISPATCHED: _dispatched,

@@ -56,6 +56,9 @@ def make_engine(url: str, schema: str | None = None, **kw: Any) -> AsyncEngine:
             if not _SCHEMA_NAME.match(schema):
                 raise DatabaseConfigError(f"invalid schema name {schema!r}")
             connect_args["server_settings"] = {"search_path": schema}
+        # statements differ by IN-list length (padded to a few sizes, store.sql.in_list) and
+        # by ORM loader: keep more of them prepared than the driver's default of 100
+        connect_args["prepared_statement_cache_size"] = 500
         kw.setdefault("pool_size", 10)
         kw.setdefault("pool_pre_ping", True)
     else:

@@ -80,6 +80,41 @@ async def lock_orders(session: AsyncSession, order_ids: Iterable[str]) -> list[O
     return orders
 
 
+async def lock_channel_orders(
+    session: AsyncSession, keys: Iterable[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], Order]:
+    """:func:`find_order` for many ``(channel, account, channel_order_id)`` keys in one
+    statement per 1,000 channel order ids, locking the orders found on PostgreSQL (in id
+    order, like :func:`lock_orders`). Keys without an order are absent from the answer. Keep
+    the returned mapping alive: the identity map holds objects weakly."""
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    channels = sorted({k[0] for k in wanted})
+    accounts = sorted({k[1] for k in wanted})
+    coids = sorted({k[2] for k in wanted})
+    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+    found: dict[tuple[str, str, str], Order] = {}
+    for i in range(0, len(coids), 1000):
+        stmt = (
+            select(Order)
+            .where(  # all three: the unique index (channel, account, channel_order_id) answers
+                Order.channel.in_(channels),
+                Order.account.in_(accounts),
+                Order.channel_order_id.in_(coids[i : i + 1000]),
+            )
+            .order_by(Order.id)
+        )
+        if postgres:
+            stmt = stmt.with_for_update()
+        for order in (await session.execute(stmt)).scalars():
+            key = (order.channel, order.account, order.channel_order_id or "")
+            if key in wanted:
+                found[key] = order
+    session.info.setdefault("locked_orders", set()).update(o.id for o in found.values())
+    return found
+
+
 def pick_lines(order: Order, line_ids: Sequence[str]) -> list[OrderLine]:
     """The order's lines named by ``line_ids`` (line id or channel unit id), in order.
     Raises NotFoundError naming the first unknown id."""

@@ -46,9 +46,7 @@ class WorkerProcess:
         )
         while time.monotonic() - started < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.command} exited {self.proc.returncode}:\n{self.tail()}"
-                )
+                raise RuntimeError(f"{self.command} exited {self.proc.returncode}:\n{self.tail()}")
             if f"channelsync {self.command} ready".encode() in self.log_path.read_bytes():
                 self.ready_after = time.monotonic() - started
                 return self.ready_after
