@@ -236,11 +236,17 @@ class Dispatcher:
         with an open cancel request (unless an operator chose to ship anyway), ("already", "")
         for a unit the marketplace shows dispatched; ops not named ship. None when the read
         failed (the error is recorded on the ops: retry with backoff, or failed)."""
-        units = [op.payload["unit_id"] for op in ops if not op.payload.get("override_claim")]
-        if not units:
+        checked = [op for op in ops if not op.payload.get("override_claim")]
+        if not checked:
             return {}
+        # an op sent before (a crash or an unknown outcome left it SENT, or a retry) may have
+        # reached the marketplace: read its units exactly, so a done dispatch is not sent again
+        fresh = [op.payload["unit_id"] for op in checked if op.attempts == 0]
+        again = [op.payload["unit_id"] for op in checked if op.attempts > 0]
         try:
-            states = await connector.claim_states(units)
+            states = await connector.claim_states(fresh) if fresh else {}
+            if again:
+                states.update(await connector.claim_states(again, exact=True))
         except RetryableError as exc:
             await self._record_error(ops, exc, retryable=True, attempted=False)
             return None

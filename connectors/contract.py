@@ -83,6 +83,12 @@ class MarketplaceConnector(Protocol):
 
     async def reject_cancel(self, unit_ids: Sequence[str], reason: str) -> list[ItemResult]: ...
 
-    async def claim_states(self, unit_ids: Sequence[str]) -> dict[str, ClaimState]: ...
+    async def claim_states(
+        self, unit_ids: Sequence[str], *, exact: bool = False
+    ) -> dict[str, ClaimState]:
+        """The units' claim view before a dispatch (R29/R25). ``exact``: the answer must also
+        say whether each unit is already dispatched — the caller is reconciling a send whose
+        outcome it does not know (a crash, a timeout) and must not send twice."""
+        ...
 
     async def aclose(self) -> None: ...

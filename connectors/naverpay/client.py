@@ -332,8 +332,11 @@ class NaverPayClient(NaverClaimOps):
         if missing:
             details.update(await self.product_orders(missing))
 
-    async def claim_states(self, unit_ids: Sequence[str]) -> dict[str, ClaimState]:
-        """R29: the current claim view of each product order (absent: Naver did not return it)."""
+    async def claim_states(
+        self, unit_ids: Sequence[str], *, exact: bool = False
+    ) -> dict[str, ClaimState]:
+        """R29: the current claim view of each product order (absent: Naver did not return it).
+        Always exact (the detail query carries the dispatch state), so ``exact`` changes nothing."""
         return {u: claim_state(d) for u, d in (await self.product_orders(unit_ids)).items()}
 
     # --- writes: placement and dispatch ------------------------------------------------------------

@@ -80,7 +80,9 @@ class DispatchOperations:
 
         async def _require_detail(self, order_no: str) -> Row: ...
 
-        async def claim_states(self, unit_ids: Sequence[str]) -> dict[str, ClaimState]: ...
+        async def claim_states(
+            self, unit_ids: Sequence[str], *, exact: bool = False
+        ) -> dict[str, ClaimState]: ...
 
         def _failed(
             self, unit_id: str, exc: Exception, method: str | None = None

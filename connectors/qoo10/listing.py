@@ -127,11 +127,14 @@ class ChangeListing:
                 found.setdefault(change.change_key, change)
         return sorted(found.values(), key=lambda c: (c.changed_at, c.change_key))
 
-    async def claim_states(self, unit_ids: Sequence[str]) -> dict[str, ClaimState]:
+    async def claim_states(
+        self, unit_ids: Sequence[str], *, exact: bool = False
+    ) -> dict[str, ClaimState]:
         """The marketplace's current claim view of the orders ``unit_ids`` (read before a
         dispatch, R29 / R25). Raises ConnectorError (a whole-call failure: no partial answer).
 
-        * Up to ``claim_detail_max`` distinct orders (default 3): one
+        * With ``exact`` (reconciling sends of unknown outcome) or up to ``claim_detail_max``
+          distinct orders (default 3): one
           GetShippingAndClaimInfoByOrderNo_V2 per order — the exact shipping status and current
           claim; an order Qoo10 does not know is left out.
         * More: :meth:`open_cancel_requests` over the last ``claim_lookback`` (default 178
@@ -148,7 +151,7 @@ class ChangeListing:
           dispatch is refused per item).
         """
         wanted = list(dict.fromkeys(unit_ids))
-        if len(wanted) <= self.claim_detail_max:
+        if exact or len(wanted) <= self.claim_detail_max:
             states: dict[str, ClaimState] = {}
             for unit_id in wanted:
                 row = await self.order_detail(unit_id)

@@ -265,3 +265,19 @@ async def test_small_batches_keep_the_per_order_detail(
     assert sandbox.requests[codes.GET_CLAIM_INFO] == 0
     assert states[shipped].dispatched
     assert states[prepared].status == codes.ShippingStatus.PREPARED.value
+
+
+async def test_s1_exact_claim_states_show_a_large_batch_already_dispatched(
+    sandbox: Qoo10Sandbox, client: Qoo10Client
+) -> None:
+    """Reconciling sends of unknown outcome (``exact=True``): every order is read in detail,
+    whatever the batch size, so one Qoo10 already shows dispatched is never sent again."""
+    shipped = [await dispatched_order(sandbox, client) for _ in range(3)]
+    prepared = [await confirmed_order(sandbox, client) for _ in range(2)]
+    details = sandbox.requests[codes.GET_ORDER_DETAIL]
+    bulk = await client.claim_states(shipped + prepared)
+    assert not any(bulk[u].dispatched for u in shipped)  # the claim list cannot tell
+    states = await client.claim_states(shipped + prepared, exact=True)
+    assert sandbox.requests[codes.GET_ORDER_DETAIL] == details + 5
+    assert all(states[u].dispatched for u in shipped)
+    assert not any(states[u].dispatched for u in prepared)
