@@ -23,6 +23,7 @@ from typing import Any
 
 from connectors.contract import ClaimState, DispatchItem, ItemResult
 from connectors.errors import ValidationError
+from connectors.naverpay import endpoints as ep
 from connectors.naverpay.dates import format_dt
 from connectors.naverpay.endpoints import CANCEL_REASONS
 from store.carriers import Carrier, UnknownCarrierCodeError, channel_code
@@ -31,19 +32,7 @@ from store.errors import SplitNotAllowedError
 from topics.changes import ChangeKind
 
 # --- statuses ----------------------------------------------------------------------------------
-PRODUCT_ORDER_STATUSES = frozenset(
-    {
-        "PAYMENT_WAITING",
-        "PAYED",
-        "DELIVERING",
-        "DELIVERED",
-        "PURCHASE_DECIDED",
-        "EXCHANGED",
-        "CANCELED",
-        "RETURNED",
-        "CANCELED_BY_NOPAYMENT",
-    }
-)
+PRODUCT_ORDER_STATUSES = ep.PRODUCT_ORDER_STATUSES  # spec §4.3, one definition
 #: Statuses in which the goods have left the seller.
 DISPATCHED_STATUSES = frozenset(
     {"DELIVERING", "DELIVERED", "PURCHASE_DECIDED", "EXCHANGED", "RETURNED"}
