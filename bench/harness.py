@@ -154,6 +154,24 @@ class Env:
         await engine.dispose()
 
 
+def naver_order_row(
+    sandbox: Any, number: str, line: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A paid one-line order created in the Naver sandbox (``line``: its line spec), as a row
+    for :func:`insert_orders` shipped with CJ under tracking ``number``."""
+    created = sandbox.new_paid_order([line or {"name": "B", "quantity": 1}], lag=0)
+    po, oid = created["productOrderIds"][0], f"naverpay:{created['orderId']}"
+    return {
+        "order_id": oid,
+        "channel": "naverpay",
+        "channel_order_id": created["orderId"],
+        "line_id": f"{oid}:{po}",
+        "unit_id": po,
+        "carrier": "CJ",
+        "number": number,
+    }
+
+
 async def insert_orders(engine: Any, rows: list[dict[str, Any]], *, invoices: bool = True) -> None:
     """Bulk-insert ready-to-ship channel orders (with an invoice unless ``invoices`` is False):
     rows of {order_id, channel, channel_order_id, line_id, unit_id, carrier, number}."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bench.harness import Env, Worker, insert_orders, produce, quantiles
+from bench.harness import Env, Worker, insert_orders, naver_order_row, produce, quantiles
 from connectors.naverpay.sandbox import NaverPaySandbox
 from store.domain import Channel
 from store.models import ChannelChangeRow, ChannelOp, IngestCursor
@@ -53,19 +53,7 @@ async def rate_limit(bootstrap: str, n: int, workdir: Path) -> dict[str, Any]:
     url = await sb.start()
     rows = []
     for i in range(n):
-        c = sb.new_paid_order([{"name": "B", "quantity": 1}], lag=0)
-        po, oid = c["productOrderIds"][0], f"naverpay:{c['orderId']}"
-        rows.append(
-            {
-                "order_id": oid,
-                "channel": "naverpay",
-                "channel_order_id": c["orderId"],
-                "line_id": f"{oid}:{po}",
-                "unit_id": po,
-                "carrier": "CJ",
-                "number": f"{600000000000 + i}",
-            }
-        )
+        rows.append(naver_order_row(sb, f"{600000000000 + i}"))
     await insert_orders(engine, rows)
     worker = Worker(
         env.worker_env(

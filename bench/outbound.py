@@ -24,7 +24,15 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 
-from bench.harness import Env, Worker, consume, insert_orders, produce, quantiles
+from bench.harness import (
+    Env,
+    Worker,
+    consume,
+    insert_orders,
+    naver_order_row,
+    produce,
+    quantiles,
+)
 from connectors.naverpay.sandbox import NaverPaySandbox
 from connectors.qoo10.sandbox import Qoo10Sandbox
 from store.domain import Channel
@@ -36,6 +44,7 @@ from topics.envelope import Envelope, new_envelope
 from topics.registry import encode
 
 PACED_SECONDS = 20.0
+UNIT_LINE = {"name": "B", "quantity": 1, "unit_price": 1000}
 
 
 def _yamato(i: int) -> str:
@@ -47,22 +56,7 @@ def _make_orders(naver: NaverPaySandbox, qoo10: Qoo10Sandbox, n: int, base: int)
     rows = []
     for i in range(base, base + n):
         if i % 2 == 0:
-            created = naver.new_paid_order(
-                [{"name": "B", "quantity": 1, "unit_price": 1000}], lag=0
-            )
-            po = created["productOrderIds"][0]
-            oid = f"naverpay:{created['orderId']}"
-            rows.append(
-                {
-                    "order_id": oid,
-                    "channel": "naverpay",
-                    "channel_order_id": created["orderId"],
-                    "line_id": f"{oid}:{po}",
-                    "unit_id": po,
-                    "carrier": "CJ",
-                    "number": f"{600000000000 + i}",
-                }
-            )
+            rows.append(naver_order_row(naver, f"{600000000000 + i}", UNIT_LINE))
         else:
             no = qoo10.new_order(qty=1, price=1000)
             pack = qoo10.order(no).pack_no

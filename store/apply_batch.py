@@ -22,6 +22,7 @@ from store.apply_changes import (
     UnknownChangeError,
     UnknownOrderError,
     build_order,
+    change_row,
     order_values,
 )
 from store.models import ChannelChangeRow, Order, OrderLine, StatusHistory, utcnow
@@ -157,20 +158,7 @@ async def apply_changes_batch(
             order_id = order.id
         done[key] = order_id
         if row is None:
-            session.add(
-                ChannelChangeRow(
-                    dedupe_key=key,
-                    channel=change.channel.value,
-                    account=change.account,
-                    kind=change.kind.value,
-                    channel_order_id=change.channel_order_id,
-                    changed_at=change.changed_at,
-                    payload=change.model_dump(mode="json"),
-                    applied_at=now,
-                    order_id=order_id,
-                    outcome="applied",
-                )
-            )
+            session.add(change_row(change, applied_at=now, order_id=order_id, outcome="applied"))
         else:
             updates.append(
                 {"id": row[0], "applied_at": now, "order_id": order_id, "outcome": "applied"}

@@ -65,18 +65,22 @@ async def record_change(session: AsyncSession, change: ChannelChange) -> bool:
     stmt = select(ChannelChangeRow.id).where(ChannelChangeRow.dedupe_key == change.change_key)
     if (await session.execute(stmt)).first() is not None:
         return False
-    session.add(
-        ChannelChangeRow(
-            dedupe_key=change.change_key,
-            channel=change.channel.value,
-            account=change.account,
-            kind=change.kind.value,
-            channel_order_id=change.channel_order_id,
-            changed_at=change.changed_at,
-            payload=change.model_dump(mode="json"),
-        )
-    )
+    session.add(change_row(change))
     return True
+
+
+def change_row(change: ChannelChange, **extra: Any) -> ChannelChangeRow:
+    """The inbound-log row of ``change`` (``extra``: e.g. applied_at, order_id, outcome)."""
+    return ChannelChangeRow(
+        dedupe_key=change.change_key,
+        channel=change.channel.value,
+        account=change.account,
+        kind=change.kind.value,
+        channel_order_id=change.channel_order_id,
+        changed_at=change.changed_at,
+        payload=change.model_dump(mode="json"),
+        **extra,
+    )
 
 
 async def apply_change(session: AsyncSession, change: ChannelChange) -> ChangeApplied:

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from bench.harness import insert_orders
+from bench.harness import insert_orders, naver_order_row
 from channelsync.broker import free_port
 from store.domain import Channel
 from store.ledger import OpState
@@ -82,18 +82,10 @@ async def test_s1_two_dispatcher_processes_send_each_op_once(
     naver = stack.sandboxes["naverpay"]
     rows: list[dict[str, Any]] = []
     for i in range(N):
-        created = naver.new_paid_order([{"name": "B", "quantity": 1, "unit_price": 1000}], lag=0)
-        po, oid = created["productOrderIds"][0], f"naverpay:{created['orderId']}"
         rows.append(
-            {
-                "order_id": oid,
-                "channel": "naverpay",
-                "channel_order_id": created["orderId"],
-                "line_id": f"{oid}:{po}",
-                "unit_id": po,
-                "carrier": "CJ",
-                "number": f"{610000000000 + i}",
-            }
+            naver_order_row(
+                naver, f"{610000000000 + i}", {"name": "B", "quantity": 1, "unit_price": 1000}
+            )
         )
     await insert_orders(stack.engine, rows, invoices=False)
     await stack.send(
