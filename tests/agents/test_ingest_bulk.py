@@ -4,6 +4,11 @@ A poll records its new changes (dedupe by change key, also inside one poll) and 
 one transaction, then publishes every unpublished change oldest first, chunk by chunk, marking a
 chunk published only after the broker acked it: a failed publish loses nothing (the next poll
 publishes what is left), and a row already applied is never marked back to ``published``.
+
+The database is real (both backends); the producer and the marketplace are stand-ins
+(``FakeRuntime``, ``FakeConnector``) so that a failing produce or read can be injected at an
+exact point. These tests are about the store's bookkeeping, not Kafka: the same path over the
+real broker runs in tests/e2e/test_naverpay_e2e.py and tests/faults/.
 """
 
 from __future__ import annotations

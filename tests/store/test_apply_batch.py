@@ -8,6 +8,10 @@ parked, waybill flagged), R15 (dispatch done elsewhere → SHIPPING, op reconcil
 (cancel request parks the dispatch), R07, new orders created and then changed inside the same
 batch (S2: per-order order kept), duplicate change keys. A batch with a bad message or an
 unknown order falls back to one by one and nothing is lost.
+
+The databases are real; the result producer is a stand-in (``FakeRuntime``) that records the
+messages and can fail on demand — these tests compare store states, not Kafka (the apply agent
+over the real broker runs in tests/e2e/ and tests/faults/).
 """
 
 from __future__ import annotations
